@@ -1,0 +1,56 @@
+# One-command workflows; each creates .venv from the pinned requirements if needed.
+#   make book     build the website into _build/html (warnings are errors)
+#   make test     run every test: unit tests, all notebooks (nbval), website build
+#   make lab      open the course in JupyterLab
+#   make execute  re-execute notebooks in place (authors, after a change)
+#   make student  generate the student versions of the labs into student/
+#   make bench    run the performance benchmarks
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-lock.txt | cksum | cut -d' ' -f1)
+
+# Offline mirror of the data sets, when the repository sits next to one (CI does).
+COURSE_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
+export COURSE_DATA_MIRROR
+# The reference machine has 2 cores; outputs are committed from runs with 2 threads.
+export COURSE_NUM_THREADS ?= 2
+export PYDEVD_DISABLE_FILE_VALIDATION = 1
+
+.PHONY: venv data book test unit lab execute student bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+data: venv
+	$(BIN)/python -m utils.data
+
+book: venv
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: data
+	$(BIN)/python -m pytest
+	$(MAKE) book
+
+lab: data
+	$(BIN)/jupyter lab --notebook-dir=.
+
+execute: data
+	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
+
+student: venv
+	$(BIN)/python scripts/make_student.py
+
+bench: data
+	$(BIN)/python benchmarks/conv_bench.py
+	$(BIN)/python benchmarks/loader_bench.py
+
+clean:
+	rm -rf _build student nbgrader_work

@@ -1,0 +1,18 @@
+"""Shared code of the course *CNN Kernels and Feature Maps*.
+
+Each module holds one kind of thing, and each function's docstring names the chapter
+that derives it:
+
+- ``utils.kernels``: classic hand-made kernels (Sobel, Gaussian, Gabor, ...).
+- ``utils.conv``: output-size and receptive-field formulas, naive / im2col / Winograd
+  convolution, Conv-BN fusion.
+- ``utils.hooks``: capturing feature maps with forward hooks.
+- ``utils.models``: ``TinyCNN`` and the pretrained VGG16 ``features``.
+- ``utils.data``: MNIST, Fashion-MNIST, a CIFAR-10 sample and sample photographs,
+  from an offline mirror or the official downloads, checked by checksum.
+- ``utils.train``: the training and evaluation loops.
+- ``utils.repro``: seeding, deterministic algorithms, thread count, device.
+- ``utils.viz``: grids of kernels, feature maps and images.
+"""
+
+__version__ = "0.1.0"
