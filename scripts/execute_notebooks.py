@@ -11,6 +11,7 @@ Run ``make execute`` after changing a notebook or ``utils``, and commit the resu
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import platform
 import sys
@@ -53,16 +54,23 @@ def main() -> None:
     args = parser.parse_args()
     apply_notebook_env()
     notebooks = [p.resolve() for p in args.notebooks] or all_notebooks()
-    times = json.loads(TIMES_FILE.read_text()) if TIMES_FILE.exists() else {}
-    records = times.setdefault("notebooks", {})
     for path in notebooks:
         seconds = execute(path)
         key = path.relative_to(REPO_ROOT).as_posix()
-        records[key] = round(seconds, 1)
+        record_time(key, seconds)
         print(f"{seconds:7.1f} s  {key}", flush=True)
-    times["machine"] = f"{platform.machine()}, 2 threads (COURSE_NUM_THREADS=2)"
-    times["notebooks"] = dict(sorted(records.items()))
-    TIMES_FILE.write_text(json.dumps(times, indent=2) + "\n")
+
+
+def record_time(key: str, seconds: float) -> None:
+    """Store one notebook's run time in ``execution_times.json`` (file-locked)."""
+    with open(TIMES_FILE.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        times = json.loads(TIMES_FILE.read_text()) if TIMES_FILE.exists() else {}
+        records = times.setdefault("notebooks", {})
+        records[key] = round(seconds, 1)
+        times["machine"] = f"{platform.machine()}, 2 threads (COURSE_NUM_THREADS=2)"
+        times["notebooks"] = dict(sorted(records.items()))
+        TIMES_FILE.write_text(json.dumps(times, indent=2) + "\n")
 
 
 if __name__ == "__main__":
