@@ -1,0 +1,111 @@
+"""utils.models: TinyCNN shapes, VGG16 features layout, weights and their checks."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from utils import models
+
+
+def test_tinycnn_architecture_and_parameter_count():
+    net = models.TinyCNN()
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    expected = (16 * 9 + 16) + (32 * 16 * 9 + 32) + (32 * 7 * 7 * 10 + 10)
+    assert sum(p.numel() for p in net.parameters()) == expected == 20490
+    assert models.TinyCNN(kernel_size=5).conv1.weight.shape == (16, 1, 5, 5)
+    assert models.TinyCNN(kernel_size=5)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("kernel_size, error", [(4, ValueError), (0, ValueError),
+                                                (3.0, TypeError)])
+def test_tinycnn_rejects_bad_kernel_size(kernel_size, error):
+    with pytest.raises(error, match="kernel_size"):
+        models.TinyCNN(kernel_size=kernel_size)
+
+
+def test_tinycnn_rejects_wrong_input_shape():
+    with pytest.raises(ValueError, match=r"\(N, C, 28, 28\)"):
+        models.TinyCNN()(torch.zeros(1, 1, 32, 32))
+
+
+def test_vgg16_layer_names_follow_torchvision_layout():
+    reference = torchvision.models.vgg16(weights=None).features
+    ours = models.vgg16_features(pretrained=False)
+    assert [type(m) for m in ours] == [type(m) for m in reference]
+    assert len(models.VGG16_CONV_INDICES) == 13
+    assert models.VGG16_LAYERS["0"] == "conv1_1"
+    assert models.VGG16_LAYERS["28"] == "conv5_3"
+    assert models.VGG16_LAYERS["30"] == "pool5"
+    for index, name in models.VGG16_LAYERS.items():
+        kind = type(reference[int(index)]).__name__
+        assert {"conv": "Conv2d", "relu": "ReLU", "pool": "MaxPool2d"}[name[:4].rstrip(
+            "0123456789_")] == kind
+
+
+def test_pretrained_vgg16_weights_are_the_imagenet_ones():
+    features = models.vgg16_features(pretrained=True)
+    state = features.state_dict()
+    assert sum(p.numel() for p in features.parameters()) == 14_714_688
+    assert models.state_digest(state) == models.VGG16_DIGEST
+    expected = torch.tensor([[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657],
+                             [-0.6902, -0.0480, 0.4841]])
+    torch.testing.assert_close(state["0.weight"][0, 0], expected, atol=1e-4, rtol=0)
+    assert not features.training
+
+
+def test_corrupt_cached_weights_are_detected_and_replaced(tmp_path, monkeypatch):
+    good = models.vgg16_state()  # from the real cache, via the pinned digest
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    path = tmp_path / models.VGG16_FILE
+    assert models._load_cached(path) is None
+    damaged = {k: v.clone() for k, v in good.items()}
+    damaged["0.bias"][0] += 1.0
+    torch.save(damaged, path)
+    assert models._load_cached(path) is None and not path.exists()
+    path.write_bytes(b"truncated")
+    assert models._load_cached(path) is None and not path.exists()
+    torch.save(good, path)
+    assert models._load_cached(path) is not None
+
+
+def test_state_digest_changes_with_any_value():
+    state = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
+    changed = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
+    changed["b"][1, 1] = 1.0000001
+    assert models.state_digest(state) != models.state_digest(changed)
+    assert models.state_digest(state) == models.state_digest(dict(reversed(state.items())))
+
+
+def test_lpips_conversion_layout():
+    rng = np.random.default_rng(0)
+    channels = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    ckpt = {"VGG16_0": {}}
+    for i in range(13):
+        ckpt["VGG16_0"][f"Conv_{i}"] = {
+            "kernel": rng.random((3, 3, channels[i], channels[i + 1]), dtype=np.float32),
+            "bias": rng.random(channels[i + 1], dtype=np.float32),
+        }
+    state = models._convert_lpips(ckpt)
+    kernel = ckpt["VGG16_0"]["Conv_0"]["kernel"]
+    np.testing.assert_array_equal(state["0.weight"][5, 2].numpy(), kernel[:, :, 2, 5])
+    models.vgg16_features(pretrained=False).load_state_dict(state)
+
+
+def test_restricted_unpickler_refuses_code():
+    payload = pickle.dumps({"x": np.arange(3, dtype=np.float32)})
+    loaded = models._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+    np.testing.assert_array_equal(loaded["x"], [0, 1, 2])
+    evil = pickle.dumps(print)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        models._NumpyOnlyUnpickler(io.BytesIO(evil)).load()
+
+
+def test_vgg16_features_rejects_bad_argument():
+    with pytest.raises(TypeError, match="pretrained must be a bool"):
+        models.vgg16_features(pretrained="yes")
+    with pytest.raises(ValueError, match="source must be"):
+        models.vgg16_state(source="hub")
