@@ -1,8 +1,15 @@
 """The one environment every notebook kernel runs in, for tests and for re-execution.
 
-``tests/conftest.py`` applies it before nbval starts kernels and
-``scripts/execute_notebooks.py`` applies it before re-executing notebooks, so committed
-outputs and checked outputs come from the same settings.
+The root ``conftest.py`` applies it (with ``testing=True``) before nbval starts
+kernels, and ``scripts/execute_notebooks.py`` applies it (with ``testing=False``)
+before re-executing notebooks, so committed outputs and checked outputs come from the
+same settings, with one deliberate difference:
+
+* ``make execute`` runs PyTorch with the machine's native CPU kernels (AVX2, AVX-512…);
+* the test run adds ``TEST_ENV``: ``ATEN_CPU_CAPABILITY=default`` makes PyTorch use its
+  non-vectorised kernels, i.e. behave like another CPU. One nbval run therefore proves
+  both that a notebook reruns identically and that its printed numbers and pictures do
+  not depend on the CPU's vector instructions.
 """
 
 from __future__ import annotations
@@ -24,11 +31,28 @@ NOTEBOOK_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
 }
 
+# Added for the test run only (never for `make execute`): PyTorch's portable,
+# non-vectorised CPU kernels, so that the comparison with the committed outputs (made
+# with the native kernels) is also a comparison across CPUs.
+TEST_ENV = {
+    "ATEN_CPU_CAPABILITY": "default",
+}
+# Diagnosis only: `COURSE_TEST_NATIVE_CPU=1 python -m pytest chapters/x.ipynb` tests with
+# the native kernels, to tell a rerun difference (fails both ways) from a CPU-kernel
+# difference (fails only without the switch).
+NATIVE_CPU_SWITCH = "COURSE_TEST_NATIVE_CPU"
 
-def apply_notebook_env(environ: dict | None = None) -> dict:
-    """Set the notebook environment in ``environ`` (default ``os.environ``)."""
+
+def apply_notebook_env(environ: dict | None = None, *, testing: bool = False) -> dict:
+    """Set the notebook environment in ``environ`` (default ``os.environ``).
+
+    ``testing=True`` adds ``TEST_ENV`` (the test run, unless ``COURSE_TEST_NATIVE_CPU=1``);
+    ``False`` is for re-execution.
+    """
     environ = os.environ if environ is None else environ
     environ.update(NOTEBOOK_ENV)
+    if testing and environ.get(NATIVE_CPU_SWITCH) != "1":
+        environ.update(TEST_ENV)
     paths = [str(GUARD_DIR), str(REPO_ROOT)]
     if environ.get("PYTHONPATH"):
         paths.append(environ["PYTHONPATH"])

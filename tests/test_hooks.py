@@ -66,3 +66,14 @@ def test_bad_arguments(model, names, error):
     with pytest.raises(error):
         with capture_activations(model, names):
             pass
+
+
+def test_capture_survives_a_following_inplace_relu():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True))
+    x = torch.randn(1, 1, 6, 6)
+    with capture_activations(net, "0") as acts:
+        net(x)
+    expected = net[0](x).detach()
+    assert (expected < 0).any()  # the ReLU would have zeroed these in a shared view
+    torch.testing.assert_close(acts["0"], expected)

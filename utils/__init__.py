@@ -6,6 +6,12 @@ that derives it:
 - ``utils.kernels``: classic hand-made kernels (Sobel, Gaussian, Gabor, ...).
 - ``utils.conv``: output-size and receptive-field formulas, naive / im2col / Winograd
   convolution, Conv-BN fusion.
+- ``utils.layers``: the depthwise separable block, ASPP, and parameter / MAC / FLOP
+  counting.
+- ``utils.prune``: channel pruning by BatchNorm |γ| (network slimming).
+- ``utils.checks``: the labs' autograded checks, with feedback a student can act on.
+- ``utils.interactive``: the sliding-window and kernel explorers (static and live).
+- ``utils.vis_optim``: ImageNet preprocessing and activation maximisation.
 - ``utils.hooks``: capturing feature maps with forward hooks.
 - ``utils.models``: ``TinyCNN`` and the pretrained VGG16 ``features``.
 - ``utils.data``: MNIST, Fashion-MNIST, a CIFAR-10 sample and sample photographs,

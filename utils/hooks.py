@@ -17,7 +17,9 @@ __all__ = ["capture_activations"]
 
 def _detach(output: object) -> object:
     if isinstance(output, torch.Tensor):
-        return output.detach()
+        # A copy, not a view: an in-place layer after the hooked one (VGG16's
+        # ReLU(inplace=True) after each conv) would otherwise overwrite the capture.
+        return output.detach().clone()
     if isinstance(output, (tuple, list)):
         return type(output)(_detach(o) for o in output)
     return output
@@ -31,8 +33,9 @@ def capture_activations(
 
     ``layer_names`` are names from ``model.named_modules()`` (for VGG16 ``features``:
     ``"0"`` is conv1_1; see ``utils.models.VGG16_LAYERS``). Yields a dict that fills
-    with ``output.detach()`` per layer on every forward pass (the last pass wins), so
-    no autograd graph is kept alive. Every hook handle is removed when the block ends,
+    with ``output.detach().clone()`` per layer on every forward pass (the last pass
+    wins), so no autograd graph is kept alive and a later in-place layer cannot
+    change what was captured. Every hook handle is removed when the block ends,
     also when it raises. An unknown name raises ``KeyError`` before any hook is added.
     """
     if not isinstance(model, nn.Module):

@@ -1,0 +1,766 @@
+"""utils.conv against PyTorch, torchvision and SciPy, and its input validation."""
+
+import copy
+import random
+from unittest import mock
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+import torch.nn.functional as F
+import torchvision
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from utils import conv as C
+
+quick = settings(max_examples=40, deadline=None, derandomize=True)
+ATOL = 1e-4
+
+
+def _rtol_close(actual, expected, atol=ATOL):
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=1e-4)
+
+
+# ------------------------------------------------------------------- output sizes
+
+
+@quick
+@given(n=st.integers(1, 40), k=st.integers(1, 7), s=st.integers(1, 4),
+       p=st.integers(0, 3), d=st.integers(1, 3))
+def test_output_size_matches_conv2d(n, k, s, p, d):
+    x, w = torch.zeros(1, 1, n, 1), torch.zeros(1, 1, k, 1)
+    if d * (k - 1) + 1 > n + 2 * p:
+        with pytest.raises(ValueError, match="kernel larger than padded input"):
+            C.output_size(n, k, s, p, d)
+        with pytest.raises(RuntimeError):
+            F.conv2d(x, w, stride=(s, 1), padding=(p, 0), dilation=(d, 1))
+        return
+    out = F.conv2d(x, w, stride=(s, 1), padding=(p, 0), dilation=(d, 1))
+    assert C.output_size(n, k, s, p, d) == out.shape[2]
+    layer = nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)
+    assert C.output_size(n, k, s, p, d) == layer(torch.zeros(1, 1, n, n)).shape[-1]
+
+
+@quick
+@given(n=st.integers(2, 30), k=st.integers(1, 5), s=st.integers(1, 3))
+def test_output_size_matches_pooling(n, k, s):
+    assume(k <= n)
+    for p in range(k // 2 + 1):
+        pooled = nn.MaxPool2d(k, s, p)(torch.zeros(1, 1, n, n))
+        assert C.output_size(n, k, s, p) == pooled.shape[-1]
+
+
+def test_output_size_padding_kinds():
+    assert C.output_size(7, 3) == 5                       # valid
+    assert C.output_size(7, 3, padding=1) == 7            # same (odd k, stride 1)
+    assert C.output_size(7, 3, padding=2) == 9            # full
+    assert C.output_size(224, 3, stride=2, padding=1) == 112
+    assert C.output_size(7, 3, dilation=2, padding=2) == 7
+
+
+@quick
+@given(n=st.integers(1, 20), k=st.integers(1, 6), s=st.integers(1, 4),
+       p=st.integers(0, 4), op=st.integers(0, 3), d=st.integers(1, 3))
+def test_transposed_output_size_matches_conv_transpose2d(n, k, s, p, op, d):
+    layer = nn.ConvTranspose2d(1, 1, (k, 1), stride=(s, 1), padding=(p, 0),
+                               output_padding=(op, 0), dilation=(d, 1))
+    try:
+        expected = layer(torch.zeros(1, 1, n, 1)).shape[2]
+    except (RuntimeError, ValueError):
+        expected = None
+    if expected is None or expected < 1:
+        with pytest.raises(ValueError):
+            C.transposed_output_size(n, k, s, p, op, d)
+    else:
+        assert C.transposed_output_size(n, k, s, p, op, d) == expected
+
+
+@quick
+@given(n=st.integers(1, 30), k=st.integers(1, 5), s=st.integers(1, 4),
+       p=st.integers(0, 2))
+def test_transposed_conv_inverts_output_size(n, k, s, p):
+    assume(k <= n + 2 * p)
+    m = C.output_size(n, k, s, p)
+    lost = (n + 2 * p - k) % s        # rows the strided conv never reached
+    assert C.transposed_output_size(m, k, s, p, output_padding=lost) == n
+
+
+# ---------------------------------------------------------------- parameter counts
+
+
+@quick
+@given(c_in=st.integers(1, 6), c_out=st.integers(1, 6), groups=st.integers(1, 3),
+       k_h=st.integers(1, 5), k_w=st.integers(1, 5), bias=st.booleans(),
+       size=st.integers(5, 9), stride=st.integers(1, 2))
+def test_conv_params_and_macs_match_pytorch(c_in, c_out, groups, k_h, k_w, bias,
+                                            size, stride):
+    c_in, c_out = c_in * groups, c_out * groups
+    layer = nn.Conv2d(c_in, c_out, (k_h, k_w), stride=stride, groups=groups,
+                      bias=bias)
+    expected = sum(p.numel() for p in layer.parameters())
+    assert C.conv_params(c_in, c_out, (k_h, k_w), groups, bias) == expected
+    x = torch.zeros(1, c_in, size, size)
+    with FlopCounterMode(display=False) as counter:
+        out = layer(x)
+    macs = C.conv_macs(c_in, c_out, (k_h, k_w), out.shape[2], out.shape[3], groups)
+    assert 2 * macs == counter.get_total_flops()
+
+
+def test_depthwise_separable_saves_about_eight_times():
+    standard = C.conv_params(64, 128, 3, bias=False)
+    separable = (C.conv_params(64, 64, 3, groups=64, bias=False)
+                 + C.conv_params(64, 128, 1, bias=False))
+    assert (standard, separable) == (73728, 8768)
+    assert separable / standard == pytest.approx(1 / 128 + 1 / 9)
+
+
+# ------------------------------------------------------------------ receptive field
+
+
+def _leaves(layers):
+    """The layers of a stack in order, with nested nn.Sequential opened."""
+    for layer in layers:
+        if isinstance(layer, nn.Sequential):
+            yield from _leaves(layer)
+        else:
+            yield layer
+
+
+def _positive_copy(layers, dtype=torch.float64):
+    """Same geometry with weights 1/(kH·kW), zero bias, AvgPool for MaxPool.
+
+    All activations and weights are then positive, so no gradient cancels: the
+    gradient of an output unit is non-zero exactly on the input pixels it depends on.
+    """
+    stack = []
+    for layer in _leaves(layers):
+        if isinstance(layer, nn.MaxPool2d):
+            stack.append(nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding))
+            continue
+        layer = copy.deepcopy(layer)
+        if isinstance(layer, nn.Conv2d):
+            with torch.no_grad():
+                layer.weight.fill_(1.0 / layer.weight[0, 0].numel())
+                if layer.bias is not None:
+                    layer.bias.zero_()
+        stack.append(layer)
+    return nn.Sequential(*stack).to(dtype).eval()
+
+
+def _first(value):
+    return value if isinstance(value, int) else value[0]
+
+
+def _geometry(layers):
+    """(k_eff, stride, padding, dense) of each layer that moves the window; dense
+    when the window has no holes (no dilation and kernel >= stride)."""
+    result = []
+    for layer in _leaves(layers):
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s, p = (_first(v) for v in (layer.kernel_size, layer.stride,
+                                           layer.padding))
+            d = _first(getattr(layer, "dilation", 1))
+            result.append((d * (k - 1) + 1, s, p, k >= s and d == 1))
+    return result
+
+
+def gradient_field(layers, in_channels):
+    """Receptive field measured by autograd: (height, width, filled) of the support.
+
+    Picks an output unit whose window lies inside the input (away from padding), so
+    the support of d unit / d input is the whole window.
+    """
+    offset, jump = 0, 1
+    for _, s, p, _ in _geometry(layers):
+        offset += p * jump
+        jump *= s
+    unit = -(-offset // jump)
+    start = unit * jump - offset
+    model = _positive_copy(layers)
+    size = start + C.receptive_field(layers)
+    while True:
+        x = torch.ones(1, in_channels, size, size, dtype=torch.float64,
+                       requires_grad=True)
+        try:
+            out = model(x)
+        except RuntimeError:
+            out = None
+        if out is not None and out.shape[-1] > unit:
+            break
+        size += 1
+    out[0, 0, unit, unit].backward()
+    support = x.grad[0].abs().sum(0) > 0
+    rows = support.any(1).nonzero().flatten()
+    cols = support.any(0).nonzero().flatten()
+    height = int(rows[-1] - rows[0] + 1)
+    width = int(cols[-1] - cols[0] + 1)
+    filled = bool(support[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all())
+    return height, width, filled
+
+
+def test_receptive_field_small_stacks_by_hand():
+    conv3 = nn.Conv2d(1, 1, 3)
+    assert C.receptive_field([conv3]) == 3
+    assert C.receptive_field(nn.Sequential(conv3, nn.ReLU(), conv3)) == 5
+    assert C.receptive_field([nn.Conv2d(1, 1, 3, stride=2), conv3]) == 7
+    assert C.receptive_field([nn.Conv2d(1, 1, 3, dilation=2)]) == 5
+    assert C.receptive_field([nn.MaxPool2d(2), conv3]) == 6
+    assert C.receptive_field([]) == 1
+    assert C.receptive_field(conv3) == 3
+
+
+def _random_stack(rng):
+    layers, channels = [], 2
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.choice(["conv", "conv", "max", "avg", "relu", "bn"])
+        if kind == "conv":
+            layers.append(nn.Conv2d(channels, 3, rng.choice([1, 2, 3, 5]),
+                                    stride=rng.randint(1, 3),
+                                    padding=rng.randint(0, 2),
+                                    dilation=rng.randint(1, 2)))
+            channels = 3
+        elif kind in ("max", "avg"):
+            k = rng.randint(2, 3)
+            pool = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+            layers.append(pool(k, stride=rng.randint(1, 3), padding=rng.randint(0, 1)))
+        else:
+            layers.append(nn.ReLU() if kind == "relu" else nn.BatchNorm2d(channels))
+    if rng.random() < 0.5:
+        return nn.Sequential(nn.Sequential(*layers[:1]), *layers[1:])
+    return layers
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_receptive_field_matches_gradient_on_random_stacks(seed):
+    layers = _random_stack(random.Random(seed))
+    r = C.receptive_field(layers)
+    height, width, filled = gradient_field(layers, in_channels=2)
+    assert (height, width) == (r, r)
+    if all(dense for *_, dense in _geometry(layers)):
+        assert filled
+
+
+@pytest.fixture(scope="module")
+def vgg16_features():
+    """torchvision's VGG16 layers; only the geometry matters, so the 138M weights are
+    left uninitialised (built on the meta device, then given empty CPU storage)."""
+    with torch.device("meta"):
+        model = torchvision.models.vgg16(weights=None)
+    return model.features.to_empty(device="cpu")
+
+
+def test_receptive_field_vgg16_numbers(vgg16_features):
+    assert C.receptive_field(vgg16_features[:29]) == 196      # conv5_3
+    assert C.receptive_field(vgg16_features) == 212           # pool5
+    table = C.receptive_field_table(vgg16_features)
+    assert [row["r"] for row in table if row["type"] == "Conv2d"] == [
+        3, 5, 10, 14, 24, 32, 40, 60, 76, 92, 132, 164, 196]
+    assert table[-1] == {"index": 30, "name": "30", "type": "MaxPool2d", "r": 212,
+                         "jump": 32}
+    assert table[0]["jump"] == 1 and table[4]["jump"] == 2
+
+
+def test_receptive_field_vgg16_matches_gradient(vgg16_features):
+    model = _positive_copy(vgg16_features, torch.float32)     # values stay < 1e32
+    x = torch.ones(1, 3, 224, 224, requires_grad=True)
+    conv5_3 = model[:29](x)
+    pool5 = model[29:](conv5_3)
+    # Units whose window lies inside the image: offset 90 = Σ padding · jump.
+    for out, unit, jump, expected in ((conv5_3, 6, 16, 196), (pool5, 3, 32, 212)):
+        (grad,) = torch.autograd.grad(out[0, 0, unit, unit], x, retain_graph=True)
+        support = grad[0].abs().sum(0) > 0
+        start = unit * jump - 90
+        assert support.sum() == expected ** 2
+        assert support[start:start + expected, start:start + expected].all()
+
+
+def test_receptive_field_table_names_nested_layers():
+    stack = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.ReLU(), nn.MaxPool2d(2)))
+    table = C.receptive_field_table(stack)
+    assert [(row["name"], row["type"], row["r"], row["jump"]) for row in table] == [
+        ("0", "Conv2d", 3, 1), ("1.0", "ReLU", 3, 1), ("1.1", "MaxPool2d", 4, 2)]
+    assert [row["index"] for row in table] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(4, 4), nn.AdaptiveAvgPool2d(1),
+                                   nn.ConvTranspose2d(1, 1, 3), nn.Flatten()])
+def test_receptive_field_rejects_layers_that_change_geometry(layer):
+    with pytest.raises(ValueError, match=type(layer).__name__):
+        C.receptive_field([nn.Conv2d(1, 1, 3), layer])
+
+
+def test_receptive_field_rejects_non_square_and_non_modules():
+    with pytest.raises(ValueError, match="square kernel_size"):
+        C.receptive_field([nn.Conv2d(1, 1, (3, 1))])
+    with pytest.raises(ValueError, match="square stride"):
+        C.receptive_field([nn.MaxPool2d(2, stride=(1, 2))])
+    with pytest.raises(TypeError, match="must be an nn.Module"):
+        C.receptive_field([nn.ReLU(), "conv"])
+    with pytest.raises(TypeError, match="layers must be"):
+        C.receptive_field(3)
+
+
+# ------------------------------------------------------------------------- im2col
+
+
+conv_cases = st.fixed_dictionaries({
+    "batch": st.integers(1, 3), "groups": st.integers(1, 3),
+    "c_in": st.integers(1, 3), "c_out": st.integers(1, 3),
+    "k_h": st.integers(1, 4), "k_w": st.integers(1, 4),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "padding": st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2),
+                                                      st.integers(0, 2))),
+    "dilation": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "height": st.integers(1, 11), "width": st.integers(1, 11),
+    "bias": st.booleans(), "double": st.booleans(),
+})
+
+
+def _make_case(case, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dtype = torch.float64 if case["double"] else torch.float32
+    c_in, c_out = case["c_in"] * case["groups"], case["c_out"] * case["groups"]
+    x = torch.randn(case["batch"], c_in, case["height"], case["width"], generator=g,
+                    dtype=dtype)
+    w = torch.randn(c_out, case["c_in"], case["k_h"], case["k_w"], generator=g,
+                    dtype=dtype)
+    b = torch.randn(c_out, generator=g, dtype=dtype) if case["bias"] else None
+    kwargs = {k: case[k] for k in ("stride", "padding", "dilation", "groups")}
+    return x, w, b, kwargs
+
+
+def _fits(case):
+    pad_h, pad_w = ((case["padding"],) * 2 if isinstance(case["padding"], int)
+                    else case["padding"])
+    d_h, d_w = case["dilation"]
+    return (d_h * (case["k_h"] - 1) < case["height"] + 2 * pad_h
+            and d_w * (case["k_w"] - 1) < case["width"] + 2 * pad_w)
+
+
+@quick
+@given(case=conv_cases)
+def test_im2col_matches_unfold(case):
+    assume(_fits(case))
+    x, w, _, kwargs = _make_case(case)
+    kernel = tuple(w.shape[2:])
+    del kwargs["groups"]
+    assert torch.equal(C.im2col(x, kernel, **kwargs), F.unfold(x, kernel, **kwargs))
+
+
+def test_im2col_of_a_tiny_image_by_hand():
+    x = torch.arange(9.0).view(1, 1, 3, 3)
+    columns = C.im2col(x, 2)
+    assert columns.tolist() == [[[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7],
+                                 [4, 5, 7, 8]]]
+
+
+# ------------------------------------------------------------------ convolutions
+
+
+# conv2d_im2col makes one product per image (NCHW) for large images and one over
+# the whole batch (channels-last) for small ones; _SMALL_IMAGE forces either path.
+PATHS = [(C.conv2d_naive, None), (C.conv2d_im2col, 0), (C.conv2d_im2col, 10**9)]
+
+
+@pytest.mark.parametrize("impl, small_image", PATHS)
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(case=conv_cases)
+def test_conv2d_matches_pytorch(impl, small_image, case):
+    assume(_fits(case))
+    x, w, b, kwargs = _make_case(case)
+    expected = F.conv2d(x, w, b, **kwargs)
+    with mock.patch.object(C, "_SMALL_IMAGE", small_image):
+        out = impl(x, w, b, **kwargs)
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    _rtol_close(out, expected)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("impl", [C.conv2d_naive, C.conv2d_im2col])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 4), (1, 5)])
+def test_conv2d_string_padding(impl, padding, kernel):
+    torch.manual_seed(1)
+    x, w = torch.randn(2, 4, 9, 10), torch.randn(6, 2, *kernel)
+    expected = F.conv2d(x, w, padding=padding, dilation=(1, 2), groups=2)
+    _rtol_close(impl(x, w, padding=padding, dilation=(1, 2), groups=2), expected)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("small_image", [0, 10**9])
+def test_conv2d_im2col_in_blocks(monkeypatch, groups, small_image):
+    """Small column blocks force whole-image blocks and row blocks of one image."""
+    torch.manual_seed(2)
+    x, b = torch.randn(3, 4, 13, 11), torch.randn(6)
+    w = torch.randn(6, 4 // groups, 3, 3)
+    expected = F.conv2d(x, w, b, stride=(2, 1), padding=1, groups=groups)
+    monkeypatch.setattr(C, "_SMALL_IMAGE", small_image)
+    for block in (50, 400, 2000, 10**6):
+        monkeypatch.setattr(C, "_COLUMN_BLOCK", block)
+        out = C.conv2d_im2col(x, w, b, stride=(2, 1), padding=1, groups=groups)
+        _rtol_close(out, expected)
+
+
+def test_conv2d_im2col_on_a_large_image():
+    """Rows of one 64×64 image per block, written straight into the NCHW output."""
+    torch.manual_seed(9)
+    x, w, b = torch.randn(2, 24, 64, 64), torch.randn(16, 24, 3, 3), torch.randn(16)
+    out = C.conv2d_im2col(x, w, b, padding=1)
+    assert out.is_contiguous()
+    _rtol_close(out, F.conv2d(x, w, b, padding=1))
+
+
+def test_conv2d_on_benchmark_shape():
+    torch.manual_seed(3)
+    x, w, b = torch.randn(4, 16, 14, 14), torch.randn(32, 16, 3, 3), torch.randn(32)
+    expected = F.conv2d(x, w, b, padding=1)
+    _rtol_close(C.conv2d_im2col(x, w, b, padding=1), expected)
+    _rtol_close(C.conv2d_winograd(x, w, b, padding=1), expected, atol=3e-4)
+
+
+def test_single_channel_matches_scipy():
+    rng = np.random.default_rng(4)
+    image, kernel = rng.standard_normal((9, 12)), rng.standard_normal((3, 3))
+    x = torch.from_numpy(image).view(1, 1, 9, 12)
+    w = torch.from_numpy(kernel).view(1, 1, 3, 3)
+    for mode, padding in (("valid", 0), ("same", 1)):
+        expected = scipy.signal.correlate2d(image, kernel, mode=mode)
+        for impl in (C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd):
+            np.testing.assert_allclose(impl(x, w, padding=padding)[0, 0].numpy(),
+                                       expected, atol=1e-10)
+    flipped = scipy.signal.convolve2d(image, kernel[::-1, ::-1], mode="valid")
+    np.testing.assert_allclose(C.conv2d_naive(x, w)[0, 0].numpy(), flipped, atol=1e-10)
+
+
+def test_worked_laplacian_example_is_zero():
+    patch = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
+    kernel = torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]]).view(1, 1, 3, 3)
+    for impl in (C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd):
+        assert impl(patch, kernel).item() == 0.0
+
+
+@pytest.mark.parametrize("impl", [C.conv2d_naive, C.conv2d_im2col])
+def test_conv2d_gradients_match_pytorch(impl):
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 4, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    kwargs = {"stride": (2, 1), "padding": 1, "dilation": (1, 2), "groups": 2}
+    ours = torch.autograd.grad(impl(x, w, b, **kwargs).square().sum(), (x, w, b))
+    reference = torch.autograd.grad(F.conv2d(x, w, b, **kwargs).square().sum(),
+                                    (x, w, b))
+    for mine, theirs in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+# ---------------------------------------------------------------------- Winograd
+
+
+@pytest.mark.parametrize("height", [3, 4, 7, 10])
+@pytest.mark.parametrize("width", [3, 5, 8])
+@pytest.mark.parametrize("padding", [0, 1])
+def test_winograd_matches_conv2d(height, width, padding):
+    torch.manual_seed(height * 100 + width * 10 + padding)
+    x, w, b = torch.randn(3, 5, height, width), torch.randn(4, 5, 3, 3), torch.randn(4)
+    expected = F.conv2d(x, w, b, padding=padding)
+    out = C.conv2d_winograd(x, w, b, padding=padding)
+    assert out.shape == expected.shape
+    _rtol_close(out, expected)
+
+
+@quick
+@given(batch=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 6),
+       height=st.integers(1, 12), width=st.integers(1, 12),
+       padding=st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2),
+                                                      st.integers(0, 2))))
+def test_winograd_matches_conv2d_float64(batch, c_in, c_out, height, width, padding):
+    pad_h, pad_w = (padding, padding) if isinstance(padding, int) else padding
+    assume(height + 2 * pad_h >= 3 and width + 2 * pad_w >= 3)
+    g = torch.Generator().manual_seed(batch + 7 * c_in + 11 * height)
+    x = torch.randn(batch, c_in, height, width, generator=g, dtype=torch.float64)
+    w = torch.randn(c_out, c_in, 3, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(C.conv2d_winograd(x, w, padding=padding),
+                               F.conv2d(x, w, padding=padding), atol=1e-12, rtol=0)
+
+
+def test_winograd_gradients_match_pytorch():
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    ours = torch.autograd.grad(C.conv2d_winograd(x, w, padding=1).square().sum(),
+                               (x, w))
+    reference = torch.autograd.grad(F.conv2d(x, w, padding=1).square().sum(), (x, w))
+    for mine, theirs in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_winograd_in_blocks(monkeypatch):
+    torch.manual_seed(5)
+    x, w = torch.randn(3, 4, 13, 10), torch.randn(5, 4, 3, 3)
+    expected = F.conv2d(x, w, padding=1)
+    for block in (50, 800, 3000, 10**6):
+        monkeypatch.setattr(C, "_WINOGRAD_BLOCK", block)
+        _rtol_close(C.conv2d_winograd(x, w, padding=1), expected)
+
+
+def test_winograd_tile_matches_direct_correlation():
+    g = torch.Generator().manual_seed(6)
+    for _ in range(20):
+        d = torch.randn(4, 4, generator=g, dtype=torch.float64)
+        k = torch.randn(3, 3, generator=g, dtype=torch.float64)
+        direct = torch.tensor([[(d[i:i + 3, j:j + 3] * k).sum() for j in range(2)]
+                               for i in range(2)], dtype=torch.float64)
+        torch.testing.assert_close(C.winograd_tile(d, k), direct, atol=1e-12, rtol=0)
+
+
+def test_winograd_needs_16_multiplies_instead_of_36():
+    """Bᵀ and Aᵀ hold only 0 and ±1 (additions), G g Gᵀ is precomputed per kernel,
+    so the only multiplies per 2×2 output tile are the 4×4 element-wise products."""
+    shapes = [tuple(m.shape) for m in (C.WINOGRAD_G, C.WINOGRAD_BT, C.WINOGRAD_AT)]
+    assert shapes == [(4, 3), (4, 4), (2, 4)]
+    for matrix in (C.WINOGRAD_BT, C.WINOGRAD_AT):
+        assert set(matrix.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert set(C.WINOGRAD_G.unique().tolist()) <= {-0.5, 0.0, 0.5, 1.0}
+    u = C.WINOGRAD_G @ torch.ones(3, 3) @ C.WINOGRAD_G.T
+    v = C.WINOGRAD_BT @ torch.ones(4, 4) @ C.WINOGRAD_BT.T
+    winograd_multiplies = (u * v).numel()
+    direct_multiplies = 2 * 2 * 3 * 3
+    assert (winograd_multiplies, direct_multiplies) == (16, 36)
+    assert direct_multiplies / winograd_multiplies == 2.25
+
+
+def test_winograd_constants_are_float32():
+    for name in ("G", "BT", "AT"):
+        assert getattr(C, f"WINOGRAD_{name}").dtype == torch.float32
+
+
+# ------------------------------------------------------------------ Conv-BN fusion
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fuse_conv_bn_matches_eval_mode(bias, groups, affine):
+    torch.manual_seed(7)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=1, groups=groups,
+                     bias=bias)
+    bn = nn.BatchNorm2d(6, affine=affine, eps=1e-3)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        if affine:
+            bn.weight.uniform_(-2, 2)
+            bn.bias.uniform_(-1, 1)
+    reference = nn.Sequential(conv, bn).eval()
+    fused = C.fuse_conv_bn(conv, bn)
+    assert isinstance(fused, nn.Conv2d) and fused.bias is not None
+    for attr in ("stride", "padding", "dilation", "groups", "kernel_size"):
+        assert getattr(fused, attr) == getattr(conv, attr)
+    x = torch.randn(3, 4, 11, 9)
+    with torch.no_grad():
+        _rtol_close(fused(x), reference(x))
+
+
+def test_fuse_conv_bn_after_training_statistics():
+    torch.manual_seed(8)
+    conv, bn = nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5)
+    model = nn.Sequential(conv, bn)
+    for _ in range(5):
+        model(torch.randn(8, 3, 6, 6) * 3 + 1)      # updates running statistics
+    model.eval()
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        _rtol_close(C.fuse_conv_bn(conv, bn)(x), model(x))
+
+
+def test_fuse_conv_bn_does_not_change_its_inputs():
+    conv, bn = nn.Conv2d(2, 3, 3, bias=False), nn.BatchNorm2d(3)
+    before = copy.deepcopy((conv.state_dict(), bn.state_dict()))
+    C.fuse_conv_bn(conv, bn)
+    for old, new in zip(before, (conv.state_dict(), bn.state_dict()), strict=True):
+        for key in old:
+            assert torch.equal(old[key], new[key])
+    assert conv.bias is None
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def _x(*shape, dtype=torch.float32):
+    return torch.zeros(*shape, dtype=dtype)
+
+
+IMPLEMENTATIONS = [C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd]
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_non_tensor_input(impl):
+    with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
+        impl([[1.0]], _x(1, 1, 3, 3))
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        impl(_x(1, 1, 3, 3), np.zeros((1, 1, 3, 3)))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_wrong_rank(impl):
+    with pytest.raises(ValueError, match=r"input must be a 4-D tensor .* got shape "
+                                         r"\(1, 5, 5\) \(3-D\)"):
+        impl(_x(1, 5, 5), _x(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="weight must be a 4-D tensor"):
+        impl(_x(1, 1, 5, 5), _x(3, 3))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_empty_tensors(impl):
+    with pytest.raises(ValueError, match=r"input must not be empty, got shape "
+                                         r"\(0, 1, 5, 5\)"):
+        impl(_x(0, 1, 5, 5), _x(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="weight must not be empty"):
+        impl(_x(1, 1, 5, 5), _x(0, 1, 3, 3))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_channel_mismatch(impl):
+    with pytest.raises(ValueError, match="channel mismatch: input has C=3 channels "
+                                         "but weight expects C_in .* = 2"):
+        impl(_x(1, 3, 5, 5), _x(4, 2, 3, 3))
+
+
+@pytest.mark.parametrize("impl", [C.conv2d_naive, C.conv2d_im2col])
+def test_rejects_groups_that_do_not_divide(impl):
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        impl(_x(1, 4, 5, 5), _x(6, 2, 3, 3), groups=3)
+    with pytest.raises(ValueError, match="groups must be positive"):
+        impl(_x(1, 4, 5, 5), _x(6, 4, 3, 3), groups=0)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_integer_tensors(impl):
+    with pytest.raises(ValueError, match="floating-point tensor .* torch.int64"):
+        impl(_x(1, 1, 5, 5, dtype=torch.int64), _x(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="must match input dtype"):
+        impl(_x(1, 1, 5, 5), _x(1, 1, 3, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("impl", [C.conv2d_naive, C.conv2d_im2col])
+def test_rejects_bad_stride_dilation_padding(impl):
+    x, w = _x(1, 1, 5, 5), _x(1, 1, 3, 3)
+    with pytest.raises(ValueError, match="stride must be positive, got 0"):
+        impl(x, w, stride=0)
+    with pytest.raises(ValueError, match="dilation must be positive, got -1"):
+        impl(x, w, dilation=(1, -1))
+    with pytest.raises(TypeError, match="stride must be an int, got float"):
+        impl(x, w, stride=1.5)
+    with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
+        impl(x, w, padding=-1)
+    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid'"):
+        impl(x, w, padding="full")
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        impl(x, w, stride=2, padding="same")
+    with pytest.raises(ValueError, match="pair of ints, got 3 values"):
+        impl(x, w, stride=(1, 1, 1))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_kernel_larger_than_padded_input(impl):
+    with pytest.raises(ValueError, match=r"kernel larger than padded input along "
+                                         r"height: .* 3 > padded input 2 \+ 0 = 2"):
+        impl(_x(1, 1, 2, 5), _x(1, 1, 3, 3))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rejects_bias_of_wrong_shape(impl):
+    with pytest.raises(ValueError, match=r"bias must have shape \(2,\).* got \(3,\)"):
+        impl(_x(1, 1, 5, 5), _x(2, 1, 3, 3), _x(3))
+    with pytest.raises(TypeError, match="bias must be a torch.Tensor or None"):
+        impl(_x(1, 1, 5, 5), _x(2, 1, 3, 3), [0.0, 0.0])
+
+
+def test_winograd_rejects_other_kernels_and_strides():
+    x = _x(1, 2, 8, 8)
+    with pytest.raises(ValueError, match="needs a 3×3 kernel, got 5×5"):
+        C.conv2d_winograd(x, _x(1, 2, 5, 5))
+    with pytest.raises(ValueError, match=r"needs stride 1.* stride=\(2, 2\)"):
+        C.conv2d_winograd(x, _x(1, 2, 3, 3), stride=2)
+    with pytest.raises(ValueError, match=r"dilation=\(2, 2\)"):
+        C.conv2d_winograd(x, _x(1, 2, 3, 3), dilation=2)
+    with pytest.raises(ValueError, match="groups=2"):
+        C.conv2d_winograd(x, _x(2, 1, 3, 3), groups=2)
+
+
+def test_winograd_tile_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match=r"4×4 tile d and a 3×3 kernel g, got d "
+                                         r"\(3, 3\)"):
+        C.winograd_tile(_x(3, 3), _x(3, 3))
+    with pytest.raises(ValueError, match="g must be a 2-D tensor"):
+        C.winograd_tile(_x(4, 4), _x(1, 3, 3))
+
+
+def test_im2col_rejects_bad_input():
+    with pytest.raises(TypeError, match="input must be a torch.Tensor"):
+        C.im2col(np.zeros((1, 1, 4, 4)), 3)
+    with pytest.raises(ValueError, match="4-D tensor"):
+        C.im2col(_x(4, 4), 3)
+    with pytest.raises(ValueError, match="kernel_size must be positive, got 0"):
+        C.im2col(_x(1, 1, 4, 4), 0)
+    with pytest.raises(ValueError, match="kernel larger than padded input"):
+        C.im2col(_x(1, 1, 4, 4), 5, padding=0)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((0, 3), ValueError, "n must be positive, got 0"),
+    ((5, 0), ValueError, "kernel_size must be positive, got 0"),
+    ((5, 3, 0), ValueError, "stride must be positive, got 0"),
+    ((5, 3, 1, -1), ValueError, "padding must be >= 0, got -1"),
+    ((5, 3, 1, 0, 0), ValueError, "dilation must be positive, got 0"),
+    ((5, 7), ValueError, r"kernel larger than padded input .* 7 > padded input 5"),
+    ((5.0, 3), TypeError, "n must be an int, got float"),
+    ((5, True), TypeError, "kernel_size must be an int, got bool"),
+])
+def test_output_size_rejects_bad_arguments(args, error, message):
+    with pytest.raises(error, match=message):
+        C.output_size(*args)
+
+
+def test_transposed_output_size_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="output_padding must be smaller than stride "
+                                         "or dilation"):
+        C.transposed_output_size(4, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="output would be empty"):
+        C.transposed_output_size(1, 1, padding=1)
+    with pytest.raises(TypeError, match="n must be an int"):
+        C.transposed_output_size("4", 3)
+
+
+def test_conv_counts_reject_bad_arguments():
+    with pytest.raises(ValueError, match="groups=3 must divide in_channels=4"):
+        C.conv_params(4, 6, 3, groups=3)
+    with pytest.raises(ValueError, match="out_h must be positive"):
+        C.conv_macs(4, 6, 3, 0, 5)
+    with pytest.raises(TypeError, match="bias must be a bool"):
+        C.conv_params(4, 6, 3, bias=1)
+
+
+def test_fuse_conv_bn_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="channel mismatch: conv has 4 output "
+                                         "channels but bn normalises 5"):
+        C.fuse_conv_bn(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(5))
+    with pytest.raises(TypeError, match="conv must be an nn.Conv2d, got Linear"):
+        C.fuse_conv_bn(nn.Linear(2, 4), nn.BatchNorm2d(4))
+    with pytest.raises(TypeError, match="bn must be an nn.BatchNorm2d, got "
+                                        "BatchNorm1d"):
+        C.fuse_conv_bn(nn.Conv2d(2, 4, 3), nn.BatchNorm1d(4))
+    with pytest.raises(ValueError, match="no running statistics"):
+        C.fuse_conv_bn(nn.Conv2d(2, 4, 3),
+                       nn.BatchNorm2d(4, track_running_stats=False))
+
+
+def test_public_api_is_documented():
+    for name in C.__all__:
+        obj = getattr(C, name)
+        if callable(obj):
+            assert "chapters/0" in obj.__doc__, name

@@ -1,0 +1,774 @@
+"""Convolution arithmetic and four ways to compute a 2-D convolution.
+
+The formulas (output size, receptive field, parameter and multiply-accumulate counts)
+are derived in ``chapters/01_convolution_operation.ipynb`` and
+``chapters/03_convolution_types.ipynb``; the implementations (naive loops, im2col +
+one matrix multiply, Winograd F(2×2, 3×3)) and Conv-BN fusion in
+``chapters/04_fast_convolution.ipynb``. Like ``F.conv2d``, every convolution here is a
+cross-correlation (the kernel is not flipped); ``conv2d_winograd`` and, for small
+images, ``conv2d_im2col`` return their result in channels-last memory format (same
+values, call ``.contiguous()`` for NCHW storage). ``tests/test_conv.py`` checks each
+function against PyTorch and SciPy; ``benchmarks/conv_bench.py`` times them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "output_size", "transposed_output_size", "receptive_field",
+    "receptive_field_table", "conv_params", "conv_macs", "im2col", "conv2d_naive",
+    "conv2d_im2col", "conv2d_winograd", "winograd_tile", "fuse_conv_bn",
+    "WINOGRAD_G", "WINOGRAD_BT", "WINOGRAD_AT",
+]
+
+IntPair = int | tuple[int, int]
+Padding = int | tuple[int, int] | str
+
+# Winograd F(2×2, 3×3) transforms (Lavin & Gray 2016) for cross-correlation:
+# Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A for a 4×4 input tile d and a 3×3 kernel g.
+WINOGRAD_G = torch.tensor(
+    [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+WINOGRAD_BT = torch.tensor(
+    [[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, -1.0, 1.0, 0.0],
+     [0.0, 1.0, 0.0, -1.0]])
+WINOGRAD_AT = torch.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
+
+# Largest block of im2col columns built at once, in elements (2 MiB of float32):
+# small enough to stay in cache and to be reused block after block.
+_COLUMN_BLOCK = 1 << 19
+# The same for the transformed tiles of conv2d_winograd (4 MiB of float32).
+_WINOGRAD_BLOCK = 1 << 20
+# Below this many output pixels per image, a matrix product per image is too small
+# to run fast, so conv2d_im2col makes one product over all pixels of the batch.
+_SMALL_IMAGE = 1024
+
+# Layers that act on each position (and channel) separately: they keep the geometry,
+# so they leave the receptive field and the jump unchanged.
+_POINTWISE_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU,
+    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid,
+    nn.Tanh, nn.Softplus, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d,
+)
+_WINDOW_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _check_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(
+                f"{name} must be an int or a pair of ints, got {len(value)} values "
+                f"{tuple(value)}")
+        return (_check_int(value[0], name, minimum),
+                _check_int(value[1], name, minimum))
+    value = _check_int(value, name, minimum)
+    return (value, value)
+
+
+def _check_tensor(value: Any, name: str, layout: str) -> Tensor:
+    """Check that ``value`` is a floating-point tensor with one dimension per letter."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() != len(layout):
+        raise ValueError(
+            f"{name} must be a {len(layout)}-D tensor ({', '.join(layout)}), got shape "
+            f"{tuple(value.shape)} ({value.dim()}-D)")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise ValueError(
+            f"{name} must be a floating-point tensor (F.conv2d wants float), got dtype "
+            f"{value.dtype}")
+    return value
+
+
+def _check_fits(n: int, kernel: int, padding_total: int, dilation: int,
+                axis: str) -> None:
+    effective = dilation * (kernel - 1) + 1
+    if effective > n + padding_total:
+        raise ValueError(
+            f"kernel larger than padded input along {axis}: effective kernel "
+            f"d(k-1)+1 = {effective} > padded input {n} + {padding_total} = "
+            f"{n + padding_total}")
+
+
+class _Geometry(NamedTuple):
+    """Checked arguments of a convolution; ``pads`` is (top, bottom, left, right)."""
+
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    groups: int
+    out_h: int
+    out_w: int
+
+
+def _padding(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Turn ``padding`` (int, pair, 'valid' or 'same') into (top, bottom, left, right).
+
+    'same' follows F.conv2d: total padding d(k-1) per axis, the odd extra pixel at the
+    bottom/right, and only with stride 1.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(
+                f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+        total_h, total_w = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+        return (total_h // 2, total_h - total_h // 2, total_w // 2,
+                total_w - total_w // 2)
+    pad_h, pad_w = _check_pair(padding, "padding", 0)
+    return (pad_h, pad_h, pad_w, pad_w)
+
+
+def _window_geometry(x: Tensor, kernel: tuple[int, int], stride: IntPair,
+                     padding: Padding, dilation: IntPair, groups: int) -> _Geometry:
+    """Check stride, padding and dilation and compute the output size of a window."""
+    stride = _check_pair(stride, "stride", 1)
+    dilation = _check_pair(dilation, "dilation", 1)
+    pads = _padding(padding, kernel, stride, dilation)
+    height, width = x.shape[2], x.shape[3]
+    _check_fits(height, kernel[0], pads[0] + pads[1], dilation[0], "height")
+    _check_fits(width, kernel[1], pads[2] + pads[3], dilation[1], "width")
+    out_h = (height + pads[0] + pads[1] - dilation[0] * (kernel[0] - 1) - 1)
+    out_w = (width + pads[2] + pads[3] - dilation[1] * (kernel[1] - 1) - 1)
+    return _Geometry(stride, dilation, pads, groups, out_h // stride[0] + 1,
+                     out_w // stride[1] + 1)
+
+
+def _conv_geometry(input: Tensor, weight: Tensor, bias: Tensor | None,
+                   stride: IntPair, padding: Padding, dilation: IntPair,
+                   groups: int) -> _Geometry:
+    """Validate the arguments of a convolution the way F.conv2d sees them."""
+    _check_tensor(input, "input", "NCHW")
+    _check_tensor(weight, "weight", ("C_out", "C_in/groups", "kH", "kW"))
+    if weight.dtype != input.dtype:
+        raise ValueError(
+            f"weight dtype {weight.dtype} must match input dtype {input.dtype}")
+    groups = _check_int(groups, "groups", 1)
+    channels, out_channels = input.shape[1], weight.shape[0]
+    if channels % groups or out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input channels ({channels}) and the "
+            f"output channels ({out_channels})")
+    if weight.shape[1] * groups != channels:
+        raise ValueError(
+            f"channel mismatch: input has C={channels} channels but weight expects "
+            f"C_in = weight.shape[1] × groups = {weight.shape[1]} × {groups} = "
+            f"{weight.shape[1] * groups}")
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"bias must be a torch.Tensor or None, got "
+                            f"{type(bias).__name__}")
+        if tuple(bias.shape) != (out_channels,):
+            raise ValueError(f"bias must have shape ({out_channels},) (one value per "
+                             f"output channel), got {tuple(bias.shape)}")
+    kernel = (weight.shape[2], weight.shape[3])
+    return _window_geometry(input, kernel, stride, padding, dilation, groups)
+
+
+def _pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
+    """Zero-pad (top, bottom, left, right), as F.pad but writing each value once:
+    only the border is zeroed, and the image is copied into the middle."""
+    top, bottom, left, right = pads
+    if not any(pads):
+        return x
+    batch, channels, height, width = x.shape
+    padded = x.new_empty(batch, channels, top + height + bottom, left + width + right)
+    padded[:, :, :top] = 0
+    padded[:, :, top + height:] = 0
+    middle = padded[:, :, top:top + height]
+    middle[..., :left] = 0
+    middle[..., left + width:] = 0
+    middle[..., left:left + width] = x
+    return padded
+
+
+def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1)
+    return out
+
+
+# ----------------------------------------------------------------------- arithmetic
+
+
+def output_size(n: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                dilation: int = 1) -> int:
+    """Size of a convolution's output along one axis: ⌊(n + 2p − d(k−1) − 1)/s⌋ + 1.
+
+    ``n`` is the input size, ``k`` the kernel size, ``s`` the stride, ``p`` the padding
+    added on each side and ``d`` the dilation; with ``d = 1`` this is the familiar
+    ⌊(n + 2p − k)/s⌋ + 1. The effective kernel d(k−1)+1 must fit in the padded input
+    n + 2p. The same formula gives the output size of max and average pooling.
+    Explained in ``chapters/01_convolution_operation.ipynb``.
+    """
+    n = _check_int(n, "n", 1)
+    kernel_size = _check_int(kernel_size, "kernel_size", 1)
+    stride = _check_int(stride, "stride", 1)
+    padding = _check_int(padding, "padding", 0)
+    dilation = _check_int(dilation, "dilation", 1)
+    _check_fits(n, kernel_size, 2 * padding, dilation, "the axis")
+    return (n + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def transposed_output_size(n: int, kernel_size: int, stride: int = 1,
+                           padding: int = 0, output_padding: int = 0,
+                           dilation: int = 1) -> int:
+    """Transposed-convolution output size: (n−1)s − 2p + d(k−1) + output_padding + 1.
+
+    It inverts ``output_size``: a stride-``s`` convolution maps several input sizes to
+    the same output size, and ``output_padding`` (which must be smaller than the stride
+    or the dilation, as in ``nn.ConvTranspose2d``) picks which one to return to.
+    Explained in ``chapters/03_convolution_types.ipynb``.
+    """
+    n = _check_int(n, "n", 1)
+    kernel_size = _check_int(kernel_size, "kernel_size", 1)
+    stride = _check_int(stride, "stride", 1)
+    padding = _check_int(padding, "padding", 0)
+    output_padding = _check_int(output_padding, "output_padding", 0)
+    dilation = _check_int(dilation, "dilation", 1)
+    if output_padding >= max(stride, dilation):
+        raise ValueError(
+            f"output_padding must be smaller than stride or dilation, got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}")
+    size = ((n - 1) * stride - 2 * padding + dilation * (kernel_size - 1)
+            + output_padding + 1)
+    if size < 1:
+        raise ValueError(
+            f"transposed convolution output would be empty ({size}): padding="
+            f"{padding} is too large for n={n}, kernel_size={kernel_size}, "
+            f"stride={stride}")
+    return size
+
+
+def conv_params(in_channels: int, out_channels: int, kernel_size: IntPair,
+                groups: int = 1, bias: bool = True) -> int:
+    """Number of parameters of a Conv2d: C_out·(C_in/groups)·kH·kW (+ C_out biases).
+
+    A depthwise convolution is ``groups = in_channels``; a pointwise one is
+    ``kernel_size = 1``. Equals ``sum(p.numel() for p in conv.parameters())``.
+    Explained in ``chapters/03_convolution_types.ipynb``.
+    """
+    k_h, k_w = _check_pair(kernel_size, "kernel_size", 1)
+    in_channels, out_channels = _check_channels(in_channels, out_channels, groups)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+    weights = out_channels * (in_channels // groups) * k_h * k_w
+    return weights + out_channels if bias else weights
+
+
+def conv_macs(in_channels: int, out_channels: int, kernel_size: IntPair, out_h: int,
+              out_w: int, groups: int = 1) -> int:
+    """Multiply-accumulates of a Conv2d: C_out·(C_in/groups)·kH·kW · H_out·W_out.
+
+    Every output value is a dot product of length (C_in/groups)·kH·kW, so this is the
+    weight count (without bias) times the number of output positions, per image. One
+    MAC is two floating-point operations (FLOPs). Explained in
+    ``chapters/03_convolution_types.ipynb``.
+    """
+    k_h, k_w = _check_pair(kernel_size, "kernel_size", 1)
+    in_channels, out_channels = _check_channels(in_channels, out_channels, groups)
+    out_h = _check_int(out_h, "out_h", 1)
+    out_w = _check_int(out_w, "out_w", 1)
+    return out_channels * (in_channels // groups) * k_h * k_w * out_h * out_w
+
+
+def _check_channels(in_channels: int, out_channels: int,
+                    groups: int) -> tuple[int, int]:
+    in_channels = _check_int(in_channels, "in_channels", 1)
+    out_channels = _check_int(out_channels, "out_channels", 1)
+    groups = _check_int(groups, "groups", 1)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide in_channels={in_channels} and "
+            f"out_channels={out_channels}")
+    return in_channels, out_channels
+
+
+# ------------------------------------------------------------------ receptive field
+
+
+def _square(value: Any, name: str, layer: nn.Module) -> int:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or pair[0] != pair[1]:
+        raise ValueError(
+            f"receptive_field needs square {name}s, got {name}={value} in "
+            f"{type(layer).__name__}")
+    return int(pair[0])
+
+
+def _flat_layers(layers: nn.Module | Iterable[nn.Module],
+                 prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """Yield (name, layer) in execution order, opening nested nn.Sequential."""
+    if isinstance(layers, nn.Module):
+        if isinstance(layers, _WINDOW_LAYERS + _POINTWISE_LAYERS):
+            named: Iterable[tuple[str, Any]] = [(prefix or "0", layers)]
+            prefix = ""
+        else:
+            # Not named_children(): it skips a module that appears twice, although
+            # nn.Sequential runs it twice.
+            named = list(layers._modules.items())
+    elif isinstance(layers, Iterable):
+        named = ((str(i), layer) for i, layer in enumerate(layers))
+    else:
+        raise TypeError(f"layers must be an nn.Module or an iterable of modules, got "
+                        f"{type(layers).__name__}")
+    for name, layer in named:
+        full_name = f"{prefix}.{name}" if prefix else name
+        if isinstance(layer, (nn.Sequential, nn.ModuleList)):
+            yield from _flat_layers(layer, full_name)
+        elif isinstance(layer, nn.Module):
+            yield full_name, layer
+        else:
+            raise TypeError(f"layer {full_name} must be an nn.Module, got "
+                            f"{type(layer).__name__}")
+
+
+def receptive_field_table(layers: nn.Module | Iterable[nn.Module]) -> list[dict]:
+    """Receptive field ``r`` and jump ``j`` after every layer of a stack, in order.
+
+    ``layers`` is an nn.Sequential (such as VGG16 ``features``), another module whose
+    children run in the order they were registered, or an iterable of modules.
+    Starting from r = 1, j = 1 (one input pixel), a layer with kernel k, stride s and
+    dilation d updates r ← r + (k_eff − 1)·j and then j ← j·s, where
+    k_eff = d(k−1)+1; ``j`` is the distance in input pixels between neighbouring
+    units of the layer's output. Conv2d, MaxPool2d and AvgPool2d (square windows) change
+    the geometry; element-wise layers (ReLU, BatchNorm2d, Dropout, Identity, ...) keep
+    it; nested nn.Sequential are opened. Any other layer raises ValueError, because it
+    may change the geometry (Linear, AdaptiveAvgPool2d, ConvTranspose2d, ...). Returns
+    one dict per layer with keys index, name, type, r, jump. Explained in
+    ``chapters/01_convolution_operation.ipynb``.
+    """
+    rows = []
+    field, jump = 1, 1
+    for index, (name, layer) in enumerate(_flat_layers(layers)):
+        if isinstance(layer, _WINDOW_LAYERS):
+            kernel = _square(layer.kernel_size, "kernel_size", layer)
+            stride = _square(layer.stride, "stride", layer)
+            dilation = _square(getattr(layer, "dilation", 1), "dilation", layer)
+            field += dilation * (kernel - 1) * jump
+            jump *= stride
+        elif not isinstance(layer, _POINTWISE_LAYERS):
+            raise ValueError(
+                f"receptive_field cannot handle layer {name} of type "
+                f"{type(layer).__name__}: only Conv2d, MaxPool2d, AvgPool2d, element-"
+                f"wise layers and nested nn.Sequential are supported")
+        rows.append({"index": index, "name": name, "type": type(layer).__name__,
+                     "r": field, "jump": jump})
+    return rows
+
+
+def receptive_field(layers: nn.Module | Iterable[nn.Module]) -> int:
+    """Side of the square of input pixels that one output unit of a stack depends on.
+
+    Applies r ← r + (k_eff − 1)·j, j ← j·s with k_eff = d(k−1)+1 layer after layer,
+    from r = j = 1 (see ``receptive_field_table``, which also lists the layers it
+    accepts). For torchvision's VGG16 ``features``, conv5_3 (``features[:29]``) sees
+    196×196 input pixels and pool5 (all of ``features``) 212×212. Padding does not
+    change r. Explained in ``chapters/01_convolution_operation.ipynb``.
+    """
+    table = receptive_field_table(layers)
+    return table[-1]["r"] if table else 1
+
+
+# ------------------------------------------------------------------------ im2col
+
+
+def _patches(padded: Tensor, kernel: tuple[int, int], geometry: _Geometry) -> Tensor:
+    """Strided view (N, C, kH, kW, H_out, W_out) of all windows of a padded input.
+
+    Element [n, c, i, j, y, x] is padded[n, c, y·s_h + i·d_h, x·s_w + j·d_w]; no data
+    is copied.
+    """
+    n_stride, c_stride, h_stride, w_stride = padded.stride()
+    (s_h, s_w), (d_h, d_w) = geometry.stride, geometry.dilation
+    return padded.as_strided(
+        (padded.shape[0], padded.shape[1], kernel[0], kernel[1], geometry.out_h,
+         geometry.out_w),
+        (n_stride, c_stride, h_stride * d_h, w_stride * d_w, h_stride * s_h,
+         w_stride * s_w),
+        padded.storage_offset())
+
+
+def im2col(x: Tensor, kernel_size: IntPair, stride: IntPair = 1, padding: IntPair = 0,
+           dilation: IntPair = 1) -> Tensor:
+    """Unfold every kernel-sized window of ``x`` into a column: shape (N, C·kH·kW, L).
+
+    Column ``l`` (output position y·W_out + x) holds the window
+    x[n, c, y·s + i·d, x·s + j·d] (after zero padding) with rows ordered (c, i, j), so
+    a convolution becomes one matrix product W.view(C_out, C·kH·kW) @ columns. Same
+    result as ``F.unfold``, built here from a strided view and one copy; L = H_out·W_out
+    from ``output_size``. Explained in ``chapters/04_fast_convolution.ipynb``.
+    """
+    _check_tensor(x, "input", "NCHW")
+    kernel = _check_pair(kernel_size, "kernel_size", 1)
+    geometry = _window_geometry(x, kernel, stride, padding, dilation, 1)
+    columns = _patches(_pad(x, geometry.pads), kernel, geometry)
+    return columns.reshape(x.shape[0], -1, geometry.out_h * geometry.out_w)
+
+
+# ------------------------------------------------------------------- convolutions
+
+
+def conv2d_naive(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+                 stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+                 groups: int = 1) -> Tensor:
+    """Convolution with explicit loops over output positions (clear and slow).
+
+    out[n, o, y, x] = b[o] + Σ_{c,i,j} w[o, c, i, j] · in[n, g·C_g + c, y·s + i·d,
+    x·s + j·d] (zero padded), where g is the group of output channel o and
+    C_g = C/groups: at each position the window under the kernel is multiplied
+    element-wise with every filter and summed (a dot product, one per batch image and
+    output channel). Same signature and result as ``F.conv2d``. Explained in
+    ``chapters/01_convolution_operation.ipynb``.
+    """
+    geometry = _conv_geometry(input, weight, bias, stride, padding, dilation, groups)
+    padded = _pad(input, geometry.pads)
+    batch, out_channels = input.shape[0], weight.shape[0]
+    k_h, k_w = weight.shape[2], weight.shape[3]
+    (s_h, s_w), (d_h, d_w) = geometry.stride, geometry.dilation
+    filters = weight.reshape(groups, out_channels // groups, -1, k_h, k_w)
+    out = input.new_empty(batch, out_channels, geometry.out_h, geometry.out_w)
+    for y in range(geometry.out_h):
+        for x in range(geometry.out_w):
+            top, left = y * s_h, x * s_w
+            window = padded[:, :, top:top + d_h * (k_h - 1) + 1:d_h,
+                            left:left + d_w * (k_w - 1) + 1:d_w]
+            window = window.reshape(batch, groups, -1, k_h, k_w)
+            dots = torch.einsum("ngcij,gocij->ngo", window, filters)
+            out[:, :, y, x] = dots.reshape(batch, out_channels)
+    return _add_bias(out, bias)
+
+
+def _blocks(windows: Tensor, out: Tensor, row_dim: int, row_size: int,
+            out_row_dim: int, out_row_len: int,
+            budget: int) -> list[tuple[Tensor, Tensor]]:
+    """Split windows and output alike into blocks of about ``budget`` values.
+
+    ``windows`` is a strided view with batch first and output rows on ``row_dim``;
+    ``row_size`` is the number of work-space values per output row. Blocks are whole
+    images when one fits (split evenly, batch dimension kept), otherwise row ranges
+    of one image (batch dimension dropped); ``out`` is split the same way (its rows
+    on ``out_row_dim``, ``out_row_len`` entries each). Returns (windows block, output
+    block) pairs.
+    """
+    batch, rows = windows.shape[0], windows.shape[row_dim]
+    images = min(batch, budget // (rows * row_size))
+    if images >= 1:
+        images = -(-batch // -(-batch // images))
+        return list(zip(windows.split(images), out.split(images), strict=True))
+    block_rows = max(1, budget // row_size)
+    block_rows = -(-rows // -(-rows // block_rows))
+    return [pair for n in range(batch) for pair in zip(
+        windows[n].split(block_rows, row_dim - 1),
+        out[n].split(block_rows * out_row_len, out_row_dim - 1), strict=True)]
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd must follow an operation on these tensors."""
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors)
+
+
+def _im2col_matmul_autograd(input: Tensor, weight: Tensor,
+                            geometry: _Geometry) -> Tensor:
+    """The same product in one piece and without reused buffers, which autograd can
+    differentiate (the block-wise paths write into buffers with ``out=``)."""
+    patches = _patches(_pad(input, geometry.pads), weight.shape[2:], geometry)
+    batch, groups, out_channels = input.shape[0], geometry.groups, weight.shape[0]
+    shape = (batch, out_channels, geometry.out_h, geometry.out_w)
+    columns = patches.reshape(batch, groups, -1, geometry.out_h * geometry.out_w)
+    filters = weight.reshape(groups, out_channels // groups, -1)
+    return torch.matmul(filters, columns).view(shape)
+
+
+def _head(buffer: Tensor, shape: torch.Size) -> Tensor:
+    """The first values of a contiguous ``buffer``, viewed as ``shape``."""
+    return buffer.view(-1)[:math.prod(shape)].view(shape)
+
+
+def _im2col_matmul_nchw(input: Tensor, weight: Tensor, geometry: _Geometry) -> Tensor:
+    """W (groups, C_out/g, K) @ columns (N, groups, K, L): lands in NCHW directly."""
+    patches = _patches(_pad(input, geometry.pads), weight.shape[2:], geometry)
+    batch, channels, groups = input.shape[0], input.shape[1], geometry.groups
+    out_channels, out_h, out_w = weight.shape[0], geometry.out_h, geometry.out_w
+    per_group = channels // groups * weight.shape[2] * weight.shape[3]
+    filters = weight.reshape(groups, out_channels // groups, per_group)
+    out = input.new_empty(batch, out_channels, out_h * out_w)
+    blocks = _blocks(patches, out, 4, groups * per_group * out_w, 2, out_w,
+                     _COLUMN_BLOCK)
+    # Rows of one image per block and one group: a plain (C_out × K) @ (K × L) product.
+    plain = groups == 1 and blocks[0][1].dim() == 2
+    matrix = filters[0] if plain else filters
+
+    def as_operand(columns: Tensor) -> Tensor:
+        if plain:
+            return columns.view(per_group, -1)
+        return columns.view(-1, groups, per_group, columns.shape[-2] * out_w)
+
+    buffer = input.new_empty(blocks[0][0].shape)
+    full_operand = as_operand(buffer)
+    for windows, target in blocks:
+        columns, operand = buffer, full_operand
+        if windows.shape != buffer.shape:             # a smaller last block
+            columns = _head(buffer, windows.shape)
+            operand = as_operand(columns)
+        columns.copy_(windows)
+        if plain:
+            torch.mm(matrix, operand, out=target)
+        else:
+            torch.matmul(matrix, operand, out=target.view(
+                len(operand), groups, -1, target.shape[-1]))
+    return out.view(batch, out_channels, out_h, out_w)
+
+
+def _im2col_matmul_nhwc(input: Tensor, weight: Tensor, geometry: _Geometry) -> Tensor:
+    """Columns (N·L, kH·kW·C) from a channels-last copy @ W (kH·kW·C, C_out)."""
+    top, bottom, left, right = geometry.pads
+    padded = F.pad(input.permute(0, 2, 3, 1), (0, 0, left, right, top, bottom))
+    n_stride, h_stride, w_stride, c_stride = padded.stride()
+    (s_h, s_w), (d_h, d_w) = geometry.stride, geometry.dilation
+    batch, channels = input.shape[0], input.shape[1]
+    out_channels, k_h, k_w = weight.shape[0], weight.shape[2], weight.shape[3]
+    out_h, out_w = geometry.out_h, geometry.out_w
+    rows = padded.as_strided(
+        (batch, out_h, out_w, k_h, k_w, channels),
+        (n_stride, h_stride * s_h, w_stride * s_w, h_stride * d_h, w_stride * d_w,
+         c_stride), padded.storage_offset())
+    per_pixel = k_h * k_w * channels
+    filters = weight.permute(2, 3, 1, 0).reshape(per_pixel, out_channels)
+    out = input.new_empty(batch, out_h, out_w, out_channels)
+    blocks = _blocks(rows, out, 1, out_w * per_pixel, 1, 1, _COLUMN_BLOCK)
+    buffer = input.new_empty(blocks[0][0].shape)
+    full_operand = buffer.view(-1, per_pixel)
+    for windows, target in blocks:
+        columns, operand = buffer, full_operand
+        if windows.shape != buffer.shape:             # a smaller last block
+            columns = _head(buffer, windows.shape)
+            operand = columns.view(-1, per_pixel)
+        columns.copy_(windows)
+        torch.mm(operand, filters, out=target.view(-1, out_channels))
+    return out.permute(0, 3, 1, 2)
+
+
+def conv2d_im2col(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+                  stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+                  groups: int = 1) -> Tensor:
+    """Convolution as im2col + one matrix multiply: out = W.view(C_out, K) @ columns.
+
+    With K = (C/groups)·kH·kW, the columns of ``im2col`` turn the convolution into a
+    product (C_out × K) @ (K × H_out·W_out) per image and group, which a BLAS library
+    runs near the machine's peak; the output of the product is already NCHW. The
+    columns are built in cache-sized blocks (whole images, or rows of one large image)
+    in one reused buffer. Small images (fewer than 1024 output pixels, groups = 1)
+    give products too small to be fast, so there the columns are transposed, one row
+    of kH·kW·C values per output pixel of the whole batch taken from a channels-last
+    copy of the input, and the result (N·H_out·W_out × C_out) is returned as a
+    channels-last view. When gradients are needed the columns are built in one piece
+    so that autograd can follow. Same signature and values as ``F.conv2d``.
+    Explained in ``chapters/04_fast_convolution.ipynb``.
+    """
+    geometry = _conv_geometry(input, weight, bias, stride, padding, dilation, groups)
+    if _needs_grad(input, weight):
+        out = _im2col_matmul_autograd(input, weight, geometry)
+    elif groups == 1 and geometry.out_h * geometry.out_w < _SMALL_IMAGE:
+        out = _im2col_matmul_nhwc(input, weight, geometry)
+    else:
+        out = _im2col_matmul_nchw(input, weight, geometry)
+    return _add_bias(out, bias)
+
+
+# ------------------------------------------------------------------------ Winograd
+
+
+def winograd_tile(d: Tensor, g: Tensor) -> Tensor:
+    """One 2×2 output tile of Winograd F(2×2, 3×3): Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A.
+
+    ``d`` is a 4×4 input tile and ``g`` a 3×3 kernel; the result equals the 2×2
+    cross-correlation of ``d`` with ``g`` but needs only the 16 element-wise products
+    of the ⊙ instead of 2·2·3·3 = 36: the transforms with Bᵀ and Aᵀ are additions and
+    subtractions, and G g Gᵀ is computed once per kernel (Lavin & Gray 2016).
+    Explained in ``chapters/04_fast_convolution.ipynb``.
+    """
+    _check_tensor(d, "d", "HW")
+    _check_tensor(g, "g", "HW")
+    if tuple(d.shape) != (4, 4) or tuple(g.shape) != (3, 3):
+        raise ValueError(f"winograd_tile needs a 4×4 tile d and a 3×3 kernel g, got "
+                         f"d {tuple(d.shape)} and g {tuple(g.shape)}")
+    g_matrix, bt, at = (m.to(dtype=d.dtype, device=d.device)
+                        for m in (WINOGRAD_G, WINOGRAD_BT, WINOGRAD_AT))
+    kernel_transformed = g_matrix @ g.to(d.dtype) @ g_matrix.T
+    tile_transformed = bt @ d @ bt.T
+    return at @ (kernel_transformed * tile_transformed) @ at.T
+
+
+def _winograd_autograd(tiles: Tensor, kernels: Tensor, bt: Tensor,
+                       at: Tensor) -> Tensor:
+    """The steps of ``_WinogradWork.run`` on all tiles at once and without reused
+    buffers, which autograd can differentiate; returns (N, T, 2, S, 2, C_out)."""
+    images, _, _, rows, cols, channels = tiles.shape
+    d = tiles.permute(1, 2, 0, 3, 4, 5).reshape(16, -1)
+    v = (torch.kron(bt, bt) @ d).view(16, -1, channels)
+    y = torch.kron(at, at) @ (v @ kernels).view(16, -1)
+    return y.view(2, 2, images, rows, cols, -1).permute(2, 3, 0, 4, 1, 5)
+
+
+class _WinogradWork:
+    """Work space of ``conv2d_winograd``: the transform matrices, U = G g Gᵀ as
+    (16, C, C_out) and buffers for d, V, M and Y that every block reuses."""
+
+    def __init__(self, kernels: Tensor, bt: Tensor, at: Tensor, tiles: int) -> None:
+        channels, out_channels = kernels.shape[1], kernels.shape[2]
+        self.kernels = kernels
+        self.bt_kron, self.at_kron = torch.kron(bt, bt), torch.kron(at, at)
+        self.buffers = tuple(kernels.new_empty(size * tiles) for size in (
+            16 * channels, 16 * channels, 16 * out_channels, 4 * out_channels))
+        self.views: dict[torch.Size, tuple[Tensor, ...]] = {}
+
+    def _views(self, shape: torch.Size) -> tuple[Tensor, ...]:
+        """Views of the buffers for a block of tiles of ``shape`` (N, 4, 4, T, S, C)."""
+        if shape not in self.views:
+            images, _, _, rows, cols, channels = shape
+            count, out_channels = images * rows * cols, self.kernels.shape[2]
+            d, v, m, y = (buffer[:size] for buffer, size in zip(self.buffers, (
+                16 * count * channels, 16 * count * channels,
+                16 * count * out_channels, 4 * count * out_channels), strict=True))
+            self.views[shape] = (
+                d.view(4, 4, images, rows, cols, channels), d.view(16, -1),
+                v.view(16, -1), v.view(16, count, channels),
+                m.view(16, count, out_channels), m.view(16, -1), y.view(4, -1),
+                y.view(2, 2, images, rows, cols, out_channels).permute(
+                    2, 3, 0, 4, 1, 5))
+        return self.views[shape]
+
+    def run(self, tiles: Tensor, out: Tensor) -> None:
+        """Winograd on a block of channels-last tiles (N, 4, 4, T, S, C) into
+        ``out`` (N, T, 2, S, 2, C_out), a view of the output."""
+        d, d_matrix, v_matrix, v, m, m_matrix, y_matrix, y_blocks = self._views(
+            tiles.shape)
+        # V = Bᵀ d B of all tiles in one product, as vec(Bᵀ d B) = (Bᵀ ⊗ Bᵀ) vec(d).
+        d.copy_(tiles.permute(1, 2, 0, 3, 4, 5))
+        torch.mm(self.bt_kron, d_matrix, out=v_matrix)
+        # The 16 matrix products M[a, b] = V[a, b] @ U[a, b], summing over channels.
+        torch.matmul(v, self.kernels, out=m)
+        # Y = Aᵀ M A of all tiles, vec(Y) = (Aᵀ ⊗ Aᵀ) vec(M), into the 2×2 blocks.
+        torch.mm(self.at_kron, m_matrix, out=y_matrix)
+        out.copy_(y_blocks)
+
+
+def conv2d_winograd(x: Tensor, weight: Tensor, bias: Tensor | None = None,
+                    padding: Padding = 0, *, stride: IntPair = 1,
+                    dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """3×3, stride-1 convolution by Winograd F(2×2, 3×3) over whole images.
+
+    The padded image is cut into overlapping 4×4 tiles d at stride 2 (padded to an
+    even number of tiles and cropped back); every tile and kernel pair gives a 2×2
+    output block Aᵀ[U ⊙ V]A with U = G g Gᵀ and V = Bᵀ d B. Summed over input
+    channels, the 16 products U ⊙ V become 16 matrix products (tiles × C_in) @
+    (C_in × C_out): 16 multiplies per 2×2 outputs instead of 36 (2.25× fewer). The
+    transforms of all tiles are matrix products too, with Bᵀ ⊗ Bᵀ and Aᵀ ⊗ Aᵀ, on a
+    channels-last copy of the input; the result is returned as a channels-last view
+    with the values of ``F.conv2d(x, weight, bias, padding=padding)`` (and
+    gradients, when autograd asks for them). Stride, dilation and groups other than 1
+    raise ValueError. Explained in ``chapters/04_fast_convolution.ipynb``.
+    """
+    geometry = _conv_geometry(x, weight, bias, stride, padding, dilation, groups)
+    if tuple(weight.shape[2:]) != (3, 3):
+        raise ValueError(f"conv2d_winograd implements F(2×2, 3×3) and needs a 3×3 "
+                         f"kernel, got {weight.shape[2]}×{weight.shape[3]}")
+    if geometry.stride != (1, 1) or geometry.dilation != (1, 1) or groups != 1:
+        raise ValueError(
+            f"conv2d_winograd needs stride 1, dilation 1 and groups 1, got stride="
+            f"{geometry.stride}, dilation={geometry.dilation}, groups={groups}")
+    batch, channels = x.shape[0], x.shape[1]
+    out_channels, out_h, out_w = weight.shape[0], geometry.out_h, geometry.out_w
+    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
+    top, bottom, left, right = geometry.pads
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, left, right + 2 * tiles_w - out_w,
+                                           top, bottom + 2 * tiles_h - out_h))
+    n_stride, h_stride, w_stride, c_stride = padded.stride()
+    tiles = padded.as_strided(
+        (batch, 4, 4, tiles_h, tiles_w, channels),
+        (n_stride, h_stride, w_stride, 2 * h_stride, 2 * w_stride, c_stride),
+        padded.storage_offset())
+    g_matrix, bt, at = (m.to(dtype=x.dtype, device=x.device)
+                        for m in (WINOGRAD_G, WINOGRAD_BT, WINOGRAD_AT))
+    kernels = torch.einsum("ai,ocij,bj->abco", g_matrix, weight, g_matrix)
+    kernels = kernels.reshape(16, channels, out_channels)
+    if _needs_grad(x, weight):
+        out = _winograd_autograd(tiles, kernels, bt, at)
+    else:
+        out = x.new_empty(batch, tiles_h, 2, tiles_w, 2, out_channels)
+        blocks = _blocks(tiles, out, 3, 16 * max(channels, out_channels) * tiles_w,
+                         1, 1, _WINOGRAD_BLOCK)
+        work = _WinogradWork(kernels, bt, at, blocks[0][0].numel() // (16 * channels))
+        for block_tiles, block_out in blocks:
+            if block_tiles.dim() == 5:                  # rows of one image
+                block_tiles, block_out = block_tiles[None], block_out[None]
+            work.run(block_tiles, block_out)
+    out = out.reshape(batch, 2 * tiles_h, 2 * tiles_w, out_channels)
+    if (2 * tiles_h, 2 * tiles_w) != (out_h, out_w):
+        out = out[:, :out_h, :out_w].contiguous()
+    return _add_bias(out.permute(0, 3, 1, 2), bias)
+
+
+# --------------------------------------------------------------------- Conv-BN fusion
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Fold an inference-mode BatchNorm2d into the Conv2d before it.
+
+    BatchNorm computes γ(z − μ)/σ + β with σ = √(running_var + eps), a per-channel
+    affine map, so bn(conv(x)) is one convolution with w' = w·γ/σ and
+    b' = β + (b − μ)·γ/σ (b = 0 when the conv has no bias). Returns a new Conv2d with
+    the same stride, padding, dilation and groups; fused(x) equals bn(conv(x)) in eval
+    mode. Explained in ``chapters/04_fast_convolution.ipynb``.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"bn must be an nn.BatchNorm2d, got {type(bn).__name__}")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(
+            f"channel mismatch: conv has {conv.out_channels} output channels but bn "
+            f"normalises {bn.num_features}")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("bn has no running statistics (track_running_stats=False), "
+                         "so there is no fixed affine map to fold")
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                      stride=conv.stride, padding=conv.padding,
+                      dilation=conv.dilation, groups=conv.groups, bias=True,
+                      padding_mode=conv.padding_mode, device=conv.weight.device,
+                      dtype=conv.weight.dtype)
+    with torch.no_grad():
+        sigma = torch.sqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if bn.affine else torch.ones_like(sigma)
+        beta = bn.bias if bn.affine else torch.zeros_like(sigma)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(sigma)
+        scale = gamma / sigma
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_(beta + (bias - bn.running_mean) * scale)
+    return fused.train(conv.training)
