@@ -35,12 +35,13 @@ data: venv
 book: venv
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
+# The site is built first (warnings are errors) so that tests/test_browser.py finds it.
 test: data
-	$(BIN)/python -m pytest
 	$(MAKE) book
+	$(BIN)/python -m pytest
 
 lab: data
-	$(BIN)/jupyter lab --notebook-dir=.
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 execute: data
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
