@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from utils import models, repro, train
+from utils import models, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,8 +160,8 @@ def test_init_tinycnn_depends_only_on_the_seed_and_keeps_global_rng():
     torch.rand(5)
     assert models.state_digest(train.init_tinycnn(0).state_dict()) == first
     assert models.state_digest(train.init_tinycnn(1).state_dict()) != first
-    repro.seed_everything(0)
-    assert models.state_digest(models.TinyCNN().state_dict()) == first
+    rebuilt = train.reset_uniform(models.TinyCNN(), seed=0)
+    assert models.state_digest(rebuilt.state_dict()) == first
     assert train.init_tinycnn(0, kernel_size=5).conv1.weight.shape == (16, 1, 5, 5)
     with pytest.raises(TypeError, match="seed"):
         train.init_tinycnn("0")
@@ -301,3 +302,34 @@ def test_textbook_and_course_batches_hold_the_same_images():
         bench.load_mnist(True, transform=bench.ToTensor()), batch_size=8)))
     course_images, _ = train.mnist_tensors(train=True, normalize=False)
     torch.testing.assert_close(textbook_images, course_images[:8])
+
+
+# ------------------------------------------------------------------ initialisation
+def test_reset_uniform_draws_pytorchs_default_distribution_reproducibly():
+    layer = nn.Conv2d(16, 32, 3)
+    train.reset_uniform(layer, seed=3)
+    bound = 1 / math.sqrt(16 * 9)
+    weights = layer.weight.detach()
+    assert weights.abs().max() <= bound and layer.bias.abs().max() <= bound
+    # a uniform distribution on [-b, b] has standard deviation b / sqrt(3)
+    assert abs(weights.std().item() - bound / math.sqrt(3)) < 0.05 * bound
+    again = train.reset_uniform(nn.Conv2d(16, 32, 3), seed=3)
+    assert torch.equal(again.weight, layer.weight)
+    other = train.reset_uniform(nn.Conv2d(16, 32, 3), seed=4)
+    assert not torch.equal(other.weight, layer.weight)
+
+
+def test_reset_uniform_is_float64_rounded_into_the_parameter_dtype():
+    single = train.reset_uniform(nn.Linear(5, 3), seed=0)
+    double = train.reset_uniform(nn.Linear(5, 3).double(), seed=0)
+    assert double.weight.dtype == torch.float64
+    torch.testing.assert_close(single.weight.double(), double.weight, rtol=0,
+                               atol=1e-7)
+    assert torch.equal(single.weight, double.weight.float())
+
+
+def test_reset_uniform_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        train.reset_uniform("model")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        train.reset_uniform(nn.Linear(2, 2), seed=1.5)
