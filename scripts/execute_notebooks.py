@@ -169,20 +169,18 @@ def record_time(key: str, seconds: float) -> None:
         write_report(times)
 
 
-def _toc_files() -> set[str]:
-    """The documents listed in ``_toc.yml`` (only those can be linked with {doc})."""
-    try:
-        import yaml
+def toc_documents() -> list[str]:
+    """The documents of ``_toc.yml`` (its root and every ``file``), in reading order."""
+    import yaml
 
-        toc = yaml.safe_load(TOC_FILE.read_text())
-    except Exception:
-        return set()
-    found: set[str] = set()
+    toc = yaml.safe_load(TOC_FILE.read_text())
+    found: list[str] = []
 
     def walk(node) -> None:
         if isinstance(node, dict):
-            if isinstance(node.get("file"), str):
-                found.add(node["file"])
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    found.append(node[key])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -190,7 +188,15 @@ def _toc_files() -> set[str]:
                 walk(value)
 
     walk(toc)
-    return found
+    return list(dict.fromkeys(found))
+
+
+def _toc_files() -> set[str]:
+    """The documents listed in ``_toc.yml`` (only those can be linked with {doc})."""
+    try:
+        return set(toc_documents())
+    except Exception:
+        return set()
 
 
 def format_seconds(seconds: float) -> str:

@@ -38,6 +38,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 
 import pytest
 import yaml
+from repo_scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SITE = REPO_ROOT / "_build" / "html"
@@ -101,22 +102,8 @@ def find_chromium() -> str | None:
 
 def toc_documents() -> list[str]:
     """Documents of ``_toc.yml`` (without suffix) that exist as .md or .ipynb files."""
-    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
-    found: list[str] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    found.append(node[key])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(toc)
-    return [doc for doc in dict.fromkeys(found) if source_of(doc) is not None]
+    return [doc for doc in load_script("scripts/execute_notebooks.py").toc_documents()
+            if source_of(doc) is not None]
 
 
 def source_of(doc: str) -> Path | None:

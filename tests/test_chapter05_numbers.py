@@ -6,7 +6,6 @@ chapter 5 saves); it is evaluated here with a separately built ``nn.Sequential``
 NumPy-normalised test images, not with ``utils.train.evaluate``.
 """
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repo_scripts import load_script
 from utils import data, kernels, models, train
 from utils.data import MNIST_MEAN, MNIST_STD
 
@@ -275,10 +275,7 @@ def test_feature_maps_and_translation_equivariance(trained_state, test_set):
 # The speed of the two loops is measured by benchmarks/loader_bench.py (make bench),
 # never in a test; here only that they feed the same kind of batches.
 def test_course_and_textbook_loops_feed_equivalent_batches():
-    spec = importlib.util.spec_from_file_location(
-        "loader_bench", REPO_ROOT / "benchmarks" / "loader_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/loader_bench.py")
     course_images, course_labels = next(bench.course_batches(128)())
     text_images, text_labels = next(bench.textbook_batches(128)())
     assert course_images.shape == text_images.shape == (128, 1, 28, 28)

@@ -317,22 +317,22 @@ def test_stride_two_conv_versus_pooling():
 # ------------------------------------------------------------------ activation max.
 
 
-def test_truncated_networks_for_80_pixel_inputs(vgg):
-    expected = {"conv1_2": (3, (64, 80, 80)), "conv2_2": (8, (128, 40, 40)),
-                "conv3_3": (15, (256, 20, 20)), "conv4_3": (22, (512, 10, 10)),
-                "conv5_3": (29, (512, 5, 5))}
+def test_truncated_networks_for_64_pixel_inputs(vgg):
+    expected = {"conv1_2": (3, (64, 64, 64)), "conv2_2": (8, (128, 32, 32)),
+                "conv3_3": (15, (256, 16, 16)), "conv4_3": (22, (512, 8, 8)),
+                "conv5_3": (29, (512, 4, 4))}
     with torch.device("meta"):
         features = torchvision.models.vgg16(weights=None).features
         for name, (length, shape) in expected.items():
             head = truncate_after(features, name)
             assert len(head) == length
-            assert tuple(head(torch.empty(1, 3, 80, 80)).shape[1:]) == shape
+            assert tuple(head(torch.empty(1, 3, 64, 64)).shape[1:]) == shape
 
 
 def test_plain_ascent_climbs_higher_but_noisier(vgg):
     """The notebook's settings on its cheapest target (conv1_2, channel 5)."""
     layer_name, channel = "conv1_2", 5
-    plain_settings = {"image_size": 80, "steps": 40, "lr": 0.1, "seed": 0}
+    plain_settings = {"image_size": 64, "steps": 40, "lr": 0.1, "seed": 0}
     regularised_settings = {**plain_settings, "jitter": 3, "blur_sigma": 0.5,
                             "blur_every": 2, "l2": 0.1}
     head = truncate_after(vgg, layer_name)

@@ -23,7 +23,6 @@ autograde run).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -38,8 +37,8 @@ import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
-
 from notebook_env import apply_notebook_env  # noqa: E402
+from repo_scripts import load_script  # noqa: E402
 
 LABS = sorted((REPO_ROOT / "labs").glob("*.ipynb"))
 GUIDE = REPO_ROOT / "instructor_guide.md"
@@ -51,15 +50,7 @@ SOLUTION_STUDENT = "solution_student"  # submits the solution notebooks
 BLANK_STUDENT = "blank_student"  # submits the untouched student versions
 
 
-def _load_make_student():
-    spec = importlib.util.spec_from_file_location(
-        "make_student", REPO_ROOT / "scripts" / "make_student.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_student = _load_make_student()
+make_student = load_script("scripts/make_student.py")
 
 
 def _ids(paths):

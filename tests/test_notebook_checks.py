@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import io
 import json
 import os
@@ -35,18 +34,12 @@ sys.path.insert(0, str(TESTS_DIR))
 
 import nbval_images  # noqa: E402
 from notebook_env import NOTEBOOK_ENV, TEST_ENV, apply_notebook_env  # noqa: E402
+from repo_scripts import load_script  # noqa: E402
 
 GETTING_STARTED = REPO_ROOT / "chapters" / "00_getting_started.ipynb"
 
 
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-execute_notebooks = _load_script("execute_notebooks")
+execute_notebooks = load_script("scripts/execute_notebooks.py")
 
 
 # --------------------------------------------------------------------------------------

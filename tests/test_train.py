@@ -1,7 +1,6 @@
 """utils.train: mini-batches, the training and evaluation loops, the cached TinyCNN,
 and a smoke test of benchmarks/loader_bench.py."""
 
-import importlib.util
 import inspect
 import math
 from pathlib import Path
@@ -11,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import models, train
+from repo_scripts import load_script
+from utils import models, repro, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,8 +160,8 @@ def test_init_tinycnn_depends_only_on_the_seed_and_keeps_global_rng():
     torch.rand(5)
     assert models.state_digest(train.init_tinycnn(0).state_dict()) == first
     assert models.state_digest(train.init_tinycnn(1).state_dict()) != first
-    rebuilt = train.reset_uniform(models.TinyCNN(), seed=0)
-    assert models.state_digest(rebuilt.state_dict()) == first
+    repro.seed_everything(0)
+    assert models.state_digest(models.TinyCNN().state_dict()) == first
     assert train.init_tinycnn(0, kernel_size=5).conv1.weight.shape == (16, 1, 5, 5)
     with pytest.raises(TypeError, match="seed"):
         train.init_tinycnn("0")
@@ -270,11 +270,7 @@ def test_default_path_is_in_the_data_folder(tmp_path, monkeypatch, fake_training
 
 # ------------------------------------------------------------------ benchmark
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "loader_bench", REPO_ROOT / "benchmarks" / "loader_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/loader_bench.py")
 
 
 def test_loader_benchmark_runs_and_reports_a_ratio():

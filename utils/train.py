@@ -85,9 +85,8 @@ def train_epoch(
     n_batches = -(-x.shape[0] // batch_size)
     bar = tqdm(batches(x, y, batch_size, True, generator), total=n_batches,
                desc=desc, leave=False, disable=_progress_disabled(progress))
-    dtype = _model_dtype(model)
     for xb, yb in bar:
-        xb, yb = xb.to(device=device, dtype=dtype), yb.to(device)
+        xb, yb = xb.to(device), yb.to(device)
         loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -107,9 +106,8 @@ def evaluate(
     """Mean cross-entropy loss, accuracy and the predicted labels on a data set."""
     model.eval()
     losses, predictions = [], []
-    dtype = _model_dtype(model)
     for xb, yb in batches(x, y, batch_size):
-        logits = model(xb.to(device=device, dtype=dtype))
+        logits = model(xb.to(device))
         losses.append(F.cross_entropy(logits, yb.to(device), reduction="sum").item())
         predictions.append(logits.argmax(1).cpu())
     predicted = torch.cat(predictions)
@@ -121,11 +119,9 @@ def evaluate(
 
 
 def prepare_for_training(
-    model: nn.Module, device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None,
+    model: nn.Module, device: torch.device | str = "cpu"
 ) -> nn.Module:
-    """Move ``model`` to ``device`` (and ``dtype``, when given) and store its 4-D
-    weights channels-last (NHWC).
+    """Move ``model`` to ``device`` and store its 4-D weights channels-last (NHWC).
 
     On a CPU, oneDNN's convolution and max-pooling kernels are much faster on
     channels-last tensors (a TinyCNN training step took a third to 40% less time in
@@ -135,48 +131,27 @@ def prepare_for_training(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if dtype is not None:
-        _check_dtype(dtype)
-        model = model.to(dtype=dtype)
     return model.to(device=device, memory_format=torch.channels_last)
-
-
-def _check_dtype(dtype: object) -> None:
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating-point type of the model's first parameter (float32 if none)."""
-    for parameter in model.parameters():
-        return parameter.dtype
-    return torch.float32
 
 
 def fit(
     model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor], epochs: int = 3, batch_size: int = 128,
     max_lr: float = 0.01, seed: int = 0, device: torch.device | str = "cpu",
-    progress: bool = True, dtype: torch.dtype = torch.float64,
+    progress: bool = True,
 ) -> list[dict[str, float]]:
     """Train with Adam under a one-cycle learning-rate schedule; evaluate every epoch.
 
-    The model is first moved to ``device`` and ``dtype`` in the channels-last layout
-    (``prepare_for_training``); batches are cast to ``dtype`` as they are used. The
-    default, float64, makes the trained weights the same on every CPU to far more
-    digits than the course prints (float32 rounding differences between CPUs' vector
-    instructions grow over the 1,407 Adam steps into visibly different networks); it
-    costs about 1.7× the float32 training time. Convert the trained model with
-    ``model.float()`` for inference. Everything random (the shuffling order) comes from
+    The model is first moved to ``device`` in the channels-last layout
+    (``prepare_for_training``). Everything random (the shuffling order) comes from
     ``seed``, so the same model, data and settings give the same weights on the same
     machine. Returns one row per epoch: epoch, train_loss, test_loss, test_accuracy,
     seconds (training time of that epoch, excluding evaluation).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    _check_dtype(dtype)
     generator = seed_everything(seed)
-    prepare_for_training(model, device, dtype)
+    prepare_for_training(model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=max_lr)
     steps = epochs * -(-train[0].shape[0] // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr,
@@ -204,7 +179,8 @@ def reset_uniform(model: nn.Module, seed: int = 0) -> nn.Module:
     rounds differently in the last bit on CPUs with and without fused multiply-add
     (and with ``ATEN_CPU_CAPABILITY=default``); training grows that bit into visibly
     different networks, whereas this draw is the same everywhere. The model is changed
-    in place and returned. Explained in chapter 5 and lab 3.
+    in place and returned. Used in lab 3, which trains in float64 so that its
+    numbers are the same on every CPU.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -227,16 +203,16 @@ def reset_uniform(model: nn.Module, seed: int = 0) -> nn.Module:
 def init_tinycnn(seed: int = 0, **model_kwargs) -> TinyCNN:
     """A freshly initialised ``TinyCNN`` whose weights depend only on ``seed``.
 
-    The weights come from ``reset_uniform(model, seed)``: PyTorch's default
-    distribution, drawn the same way on every CPU from a generator of its own, so the
-    result does not depend on what ran before and the global random state is left
-    untouched. ``model_kwargs`` go to ``TinyCNN``.
+    PyTorch's default initialisation draws from the global random generator; here it
+    draws from a forked copy seeded with ``seed`` (as ``seed_everything(seed)`` would
+    seed it), so the result does not depend on what ran before, and the caller's
+    random state is left untouched. ``model_kwargs`` go to ``TinyCNN``.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    with torch.random.fork_rng(devices=[]):  # TinyCNN's own init draws globally
-        model = TinyCNN(**model_kwargs)
-    return reset_uniform(model, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TinyCNN(**model_kwargs)
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -265,8 +241,7 @@ def load_or_train_tinycnn(
     is missing or cannot be loaded (corrupt, truncated, wrong keys or shapes), it is
     deleted and the network is retrained exactly as the chapter trains it:
     ``init_tinycnn(seed)`` then ``fit`` with its defaults (3 epochs, batch size 128,
-    one-cycle max_lr 0.01, seed 0, float64), so the same weights come back; then it is
-    converted to float32, as the chapter does, and saved.
+    one-cycle max_lr 0.01, seed 0), so the same weights come back; then it is saved.
     ``fit_kwargs`` override ``fit``'s settings (tests use them).
     """
     path = Path(path) if path is not None else data_dir() / TINYCNN_FILE
@@ -281,6 +256,6 @@ def load_or_train_tinycnn(
             model = init_tinycnn(fit_kwargs.get("seed", 0))
     fit(model, mnist_tensors(True), mnist_tensors(False), progress=progress,
         **fit_kwargs)
-    model.cpu().float()
+    model.cpu()
     save_weights(model, path)
     return model.eval()
