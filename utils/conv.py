@@ -14,6 +14,7 @@ function against PyTorch and SciPy; ``benchmarks/conv_bench.py`` times them.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -63,12 +64,17 @@ _WINDOW_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as an int (NumPy integers accepted) that is at least ``minimum``.
+
+    The one integer check of ``utils``: ``layers``, ``interactive`` and ``vis_optim``
+    use it too.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         bound = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
+    return int(value)
 
 
 def _check_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:

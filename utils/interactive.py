@@ -34,6 +34,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from . import conv, kernels
+from .conv import _check_int
 
 __all__ = [
     "sliding_window_positions", "sliding_window_outputs", "sliding_window_animation",
@@ -44,14 +45,6 @@ __all__ = [
 
 KERNEL_FAMILIES = ("sobel", "gaussian", "gabor")
 _PAD_COLOUR = "#cfe3f5"
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _as_array(data, name: str) -> np.ndarray:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import _check_int
 from .kernels import gaussian_1d
 from .models import IMAGENET_MEAN, IMAGENET_STD, VGG16_LAYERS
 
@@ -225,14 +226,6 @@ def _check_non_negative(value: float, name: str) -> float:
     return float(value)
 
 
-def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def activation_maximisation(
     model: nn.Module,
     channel: int,
@@ -272,11 +265,11 @@ def activation_maximisation(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    channel = _check_positive_int(channel, "channel", minimum=0)
-    image_size = _check_positive_int(image_size, "image_size", minimum=8)
-    steps = _check_positive_int(steps, "steps")
-    blur_every = _check_positive_int(blur_every, "blur_every")
-    jitter = _check_positive_int(jitter, "jitter", minimum=0)
+    channel = _check_int(channel, "channel", 0)
+    image_size = _check_int(image_size, "image_size", 8)
+    steps = _check_int(steps, "steps", 1)
+    blur_every = _check_int(blur_every, "blur_every", 1)
+    jitter = _check_int(jitter, "jitter", 0)
     if jitter >= image_size // 2:
         raise ValueError(f"jitter must be < image_size // 2 = {image_size // 2}, "
                          f"got {jitter}")
@@ -287,7 +280,7 @@ def activation_maximisation(
     l2 = _check_non_negative(l2, "l2")
     tv = _check_non_negative(tv, "tv")
     init_std = _check_non_negative(init_std, "init_std")
-    _check_positive_int(seed, "seed", minimum=0)
+    _check_int(seed, "seed", 0)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
 
