@@ -50,16 +50,23 @@ def sequential_tinycnn(state, kernel_size=3):
     return net.eval()
 
 
-def pearson_best(learned, bank):
-    """Best |Pearson r| of each kernel against the bank, with NumPy's corrcoef."""
+def pearson_best(learned, bank, chunk=500):
+    """Best |Pearson r| of each kernel against the bank, with NumPy's corrcoef.
+
+    ``np.corrcoef`` of the stacked rows gives every pairwise correlation; it runs on
+    chunks of kernels so that the matrix stays small. References with zero variance
+    correlate 0 with everything.
+    """
     learned = np.asarray(learned, dtype=np.float64).reshape(len(learned), -1)
-    reference = [np.asarray(k, dtype=np.float64).ravel() for k in bank.values()]
+    reference = np.stack([np.asarray(k, dtype=np.float64).ravel()
+                          for k in bank.values()])
+    varying = reference.std(axis=1) > 0
     best = []
-    for kernel in learned:
-        rs = [0.0 if ref.std() == 0 else abs(np.corrcoef(kernel, ref)[0, 1])
-              for ref in reference]
-        best.append(max(rs))
-    return np.array(best)
+    for start in range(0, len(learned), chunk):
+        rows = learned[start:start + chunk]
+        r = np.corrcoef(np.vstack([rows, reference[varying]]))[:len(rows), len(rows):]
+        best.append(np.abs(r).max(axis=1))
+    return np.concatenate(best)
 
 
 # ------------------------------------------------------------------ data

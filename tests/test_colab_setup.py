@@ -9,11 +9,14 @@ offline, in an environment that looks like Colab:
 * **Colab's packages.** A separate virtual environment, outside the repository, holds
   a torch/torchvision pair *different* from the course's lock (``COLAB_PACKAGES``)
   plus Jupyter, NumPy, SciPy, matplotlib and OpenCV, but not scikit-image or
-  ipywidgets. It is built once (from the package registry) and cached under
-  ``~/.cache/cnn-course-colab-sim/`` (``COURSE_COLAB_SIM_CACHE`` moves it), keyed by a
-  hash of its specification, and never modified afterwards: each run gets a fresh,
-  small virtual environment that sees the cached one through a ``.pth`` file, as
-  Colab's user site sits over its system packages.
+  ipywidgets. It is built once and cached under ``~/.cache/cnn-course-colab-sim/``
+  (``COURSE_COLAB_SIM_CACHE`` moves it), keyed by a hash of its specification and of
+  the lock, and never modified afterwards: each run gets a fresh, small virtual
+  environment that sees the cached one through a ``.pth`` file, as Colab's user site
+  sits over its system packages. To build it, the packages other than torch and
+  torchvision (with everything they need, CUDA libraries included) are hard-linked
+  from the course's own environment, and the older torch/torchvision pair comes from
+  the registry with ``--no-deps``.
 * **The course's repository.** ``COURSE_REPO`` is a ``file://`` git repository made
   from the current working tree (tracked and untracked, not ignored, files), so the
   test checks what is about to be committed, on a fresh CI clone as on a laptop.
@@ -25,8 +28,9 @@ It then asserts that the notebooks ran without errors, that ``utils`` came from 
 clone, that the notebooks used the preinstalled torch/torchvision, that pip neither
 installed, upgraded nor removed them (its log, the files' modification times and
 RECORD), and that every requirement of ``requirements-colab.txt`` is satisfied
-afterwards. First run: the cached environment is built (about 2 GB from the registry,
-5.3 GB installed; 11 minutes on the reference machine); later runs take 1–2.5 minutes.
+afterwards. First run on the reference machine: about 1 minute to build the cached
+environment (plus the torch wheel's download when pip's cache lacks it) and 1 minute
+to run the notebooks; later runs only the second.
 """
 
 from __future__ import annotations
@@ -40,11 +44,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -129,11 +135,12 @@ class _Locked:
         self.file.close()
 
 
-def _cached(name: str, build) -> Path:
-    """``cache_root()/name``, built by ``build(path)`` unless a complete one exists."""
+def _cached(name: str, build, valid=lambda target: True) -> Path:
+    """``cache_root()/name``, built by ``build(path)`` unless a complete one exists
+    (and passes ``valid``)."""
     target = cache_root() / name
     with _Locked(cache_root() / f"{name}.lock"):
-        if (target / ".complete").exists():
+        if (target / ".complete").exists() and valid(target):
             return target
         shutil.rmtree(target, ignore_errors=True)
         build(target)
@@ -141,16 +148,79 @@ def _cached(name: str, build) -> Path:
     return target
 
 
+def _closure(names) -> dict:
+    """The distributions installed in this process's environment that the
+    requirements ``names`` need, recursively, with their extras (torch's CUDA
+    libraries come through extras of ``cuda-toolkit``)."""
+    found, done = {}, set()
+    todo = [(Requirement(name), "") for name in names]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        key = canonicalize_name(requirement.name)
+        dist = found.setdefault(key, metadata.distribution(requirement.name))
+        for wanted in ("", *sorted(requirement.extras)):
+            if (key, wanted) not in done:
+                done.add((key, wanted))
+                todo.extend((Requirement(line), wanted) for line in dist.requires or [])
+    return found
+
+
+def _copy_distribution(dist, site: Path) -> int:
+    """Hard-link (or, across file systems, symlink) one installed distribution's
+    files from its RECORD into ``site``; files outside site-packages (scripts, shared
+    data) are left out. Returns the number of files."""
+    root = Path(dist.locate_file(""))
+    count = 0
+    for entry in dist.files or []:
+        if str(entry).startswith(".."):
+            continue
+        source, target = root / entry, site / entry
+        if not source.is_file():  # e.g. __pycache__ entries never written
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            os.symlink(source, target)
+        count += 1
+    return count
+
+
 def colab_base() -> Path:
-    """The cached Colab-like environment (built on first use, never modified)."""
-    key = _digest(_python_tag(), *COLAB_PACKAGES)
+    """The cached Colab-like environment (built on first use, never modified).
+
+    Colab's own packages (``COLAB_PACKAGES`` but torch/torchvision, and everything
+    they need, torch's CUDA libraries included) are linked in from the course's
+    environment, which already holds them, rather than downloaded a second time;
+    then the older torch/torchvision pair is installed on top with ``--no-deps``.
+    """
+    key = _digest(_python_tag(), *COLAB_PACKAGES, LOCK_FILE.read_text())
+    others = [name for name in COLAB_PACKAGES
+              if canonicalize_name(Requirement(name).name) not in PROTECTED]
+    torch_needs = [line for name in PROTECTED
+                   for line in metadata.distribution(name).requires or []]
 
     def build(target: Path) -> None:
         _run([sys.executable, "-m", "venv", str(target)], env=_build_env())
+        site = _site_packages(target)
+        present = {canonicalize_name(path.name.split("-")[0])
+                   for path in site.glob("*.dist-info")}  # pip, setuptools
+        for name, dist in _closure([*others, *torch_needs]).items():
+            if name not in present and name not in PROTECTED:
+                _copy_distribution(dist, site)
         _run([str(_venv_python(target)), "-m", "pip", "install", "--quiet",
-              "--progress-bar", "off", *COLAB_PACKAGES], env=_build_env())
+              "--progress-bar", "off", "--no-deps",
+              *(name for name in COLAB_PACKAGES
+                if canonicalize_name(Requirement(name).name) in PROTECTED)],
+             env=_build_env())
 
-    return _cached(f"base-py{_python_tag()}-{key}", build)
+    def valid(target: Path) -> bool:  # a symlinked file may have gone with .venv
+        return all(path.exists() for path in _site_packages(target).rglob("*")
+                   if path.is_symlink())
+
+    return _cached(f"base-py{_python_tag()}-{key}", build, valid)
 
 
 def colab_wheelhouse(base: Path) -> Path:
