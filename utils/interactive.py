@@ -93,27 +93,33 @@ def sliding_window_positions(
 
 
 def _draw_grid(ax, values: np.ndarray, title: str, *, mask=None, fmt="{:g}",
-               cmap="Greys", vmin=None, vmax=None, fontsize=7) -> None:
-    """Draw a small matrix as coloured cells with its numbers written inside."""
+               cmap="Greys", vmin=None, vmax=None, fontsize=7):
+    """Draw a small matrix as coloured cells with its numbers written inside.
+
+    NaN cells stay blank. Returns the image and an array of the number texts (None
+    where a cell is NaN), so that a caller can update them frame by frame."""
     shown = np.ma.masked_invalid(values)
-    ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    picture = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax,
+                        interpolation="nearest")
     if mask is not None:
         overlay = np.zeros((*values.shape, 4))
         overlay[mask] = matplotlib.colors.to_rgba(_PAD_COLOUR)
         ax.imshow(overlay, interpolation="nearest")
     limit = max(abs(vmin or 0), abs(vmax or 1))
+    texts = np.full(values.shape, None, dtype=object)
     for (r, c), v in np.ndenumerate(values):
         if np.isnan(v):
             continue
         dark = cmap == "Greys" and v > 0.6 * (vmax if vmax is not None else 1)
         dark = dark or (cmap != "Greys" and abs(v) > 0.6 * limit)
-        ax.text(c, r, fmt.format(v + 0.0), ha="center", va="center",
-                fontsize=fontsize, color="white" if dark else "black")
+        texts[r, c] = ax.text(c, r, fmt.format(v + 0.0), ha="center", va="center",
+                              fontsize=fontsize, color="white" if dark else "black")
     ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
     ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
     ax.grid(which="minor", color="0.75", linewidth=0.5)
     ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
     ax.set_title(title, fontsize=8)
+    return picture, texts
 
 
 class _SlidingWindow:
@@ -147,28 +153,46 @@ class _SlidingWindow:
         return fig, list(axes)
 
     def draw(self, fig: Figure, axes: list, frame: int) -> None:
+        """Show ``frame``: the panels are drawn on the first call; later calls only
+        move the two red frames, reveal output values and change the title (an
+        animation then costs a fraction of redrawing everything)."""
+        if getattr(self, "_drawn", None) is not fig:
+            self._setup(axes)
+            self._drawn = fig
+        r, c = self.positions[frame]
+        out = self.values.shape[0]
+        i, j = divmod(frame, out)
+        self._window.set_xy((c - 0.5, r - 0.5))
+        self._current.set_xy((j - 0.5, i - 0.5))
+        shown = np.full(self.values.shape, np.nan)
+        shown.flat[: frame + 1] = self.values.flat[: frame + 1]
+        self._output.set_data(np.ma.masked_invalid(shown))
+        for index, text in enumerate(self._output_texts.flat):
+            text.set_visible(index <= frame)
+        fig.suptitle(f"stride {self.stride}, padding {self.padding}:  "
+                     f"output[{i}, {j}] = sum(patch × kernel) = "
+                     f"{self.values[i, j] + 0.0:g}", fontsize=9)
+
+    def _setup(self, axes: list) -> None:
         for ax in axes:
             ax.clear()
-        r, c = self.positions[frame]
-        k, n, p, s = self.k, self.image.shape[0], self.padding, self.stride
+        k, n = self.k, self.image.shape[0]
         _draw_grid(axes[0], self.padded, f"input {n}×{n} + padding",
                    mask=self.pad_mask, vmin=0, vmax=max(1.0, self.padded.max()))
-        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), k, k, fill=False,
-                                    edgecolor="crimson", linewidth=2))
+        self._window = Rectangle((-0.5, -0.5), k, k, fill=False,
+                                 edgecolor="crimson", linewidth=2)
+        axes[0].add_patch(self._window)
         limit = float(np.abs(self.kernel).max()) or 1.0
         _draw_grid(axes[1], self.kernel, "kernel", cmap="RdBu_r",
                    vmin=-limit, vmax=limit)
-        shown = np.full(self.values.shape, np.nan)
-        shown.flat[: frame + 1] = self.values.flat[: frame + 1]
         out_limit = float(np.abs(self.values).max()) or 1.0
         out = self.values.shape[0]
-        _draw_grid(axes[2], shown, f"output {out}×{out}", cmap="RdBu_r",
-                   vmin=-out_limit, vmax=out_limit)
-        i, j = divmod(frame, out)
-        axes[2].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
-                                    edgecolor="crimson", linewidth=2))
-        fig.suptitle(f"stride {s}, padding {p}:  output[{i}, {j}] = "
-                     f"sum(patch × kernel) = {self.values[i, j] + 0.0:g}", fontsize=9)
+        self._output, self._output_texts = _draw_grid(
+            axes[2], self.values, f"output {out}×{out}", cmap="RdBu_r",
+            vmin=-out_limit, vmax=out_limit)
+        self._current = Rectangle((-0.5, -0.5), 1, 1, fill=False,
+                                  edgecolor="crimson", linewidth=2)
+        axes[2].add_patch(self._current)
 
 
 def sliding_window_animation(
@@ -234,9 +258,12 @@ def sliding_window_figure(stride: int = 1, padding: int = 0, frame: int = 0, *,
 
 
 def _freeze_layout(fig: Figure) -> None:
-    """Lay the figure out once and keep that layout for every frame (2× faster)."""
+    """Lay the figure out once and keep that layout for every frame (2× faster).
+
+    The layout engine is removed altogether (``None``, not ``"none"``, whose
+    placeholder engine still makes ``savefig`` draw every frame twice)."""
     fig.draw_without_rendering()
-    fig.set_layout_engine("none")
+    fig.set_layout_engine(None)
 
 
 def _png(fig: Figure) -> bytes:
