@@ -4,7 +4,12 @@ Run ``python benchmarks/conv_bench.py`` (or ``make bench``). Shapes:
 
 - (a) one 224×224 image, 64 → 64 channels, 3×3, padding 1 (an early VGG layer);
 - (b) a batch of 128 small 14×14 maps, 16 → 32 channels, 3×3, padding 1;
-- (c) a small input, 1×8×32×32 → 16 channels, for the naive loops only.
+- (c) a small input, 1×8×32×32 → 16 channels, for the naive loops only;
+- (d) a large 25×25 kernel, 1×8×128×128 → 8 channels, padding 12, where FFT
+  convolution can win.
+
+FFT convolution is timed on (b) and (d), not on (a): there its 64×64 kernel spectra
+alone, each as large as the padded image, would take 859 MB.
 
 Each implementation is warmed up, then all are timed in interleaved rounds with
 ``time.perf_counter`` and the best call is kept: other processes on a shared machine
@@ -30,16 +35,19 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.conv import (conv2d_im2col, conv2d_naive, conv2d_winograd,  # noqa: E402
-                        conv_macs, output_size)
+from utils.conv import (conv2d_fft, conv2d_im2col, conv2d_naive,  # noqa: E402
+                        conv2d_winograd, conv_macs, output_size)
 
 SHAPES = {
     "a": {"input": (1, 64, 224, 224), "weight": (64, 64, 3, 3), "padding": 1,
           "implementations": ("F.conv2d", "conv2d_im2col", "conv2d_winograd")},
     "b": {"input": (128, 16, 14, 14), "weight": (32, 16, 3, 3), "padding": 1,
-          "implementations": ("F.conv2d", "conv2d_im2col", "conv2d_winograd")},
+          "implementations": ("F.conv2d", "conv2d_im2col", "conv2d_winograd",
+                              "conv2d_fft")},
     "c": {"input": (1, 8, 32, 32), "weight": (16, 8, 3, 3), "padding": 1,
           "implementations": ("F.conv2d", "conv2d_naive")},
+    "d": {"input": (1, 8, 128, 128), "weight": (8, 8, 25, 25), "padding": 12,
+          "implementations": ("F.conv2d", "conv2d_fft")},
 }
 TARGETS = {"conv2d_im2col": 1.5, "conv2d_winograd": 3.0}
 IMPLEMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
@@ -47,6 +55,7 @@ IMPLEMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "conv2d_naive": conv2d_naive,
     "conv2d_im2col": conv2d_im2col,
     "conv2d_winograd": conv2d_winograd,
+    "conv2d_fft": conv2d_fft,
 }
 
 
@@ -85,7 +94,7 @@ def _shape_label(key: str) -> str:
 
 
 def run_benchmarks(threads: int = 2, rounds: int = 15, calls: int = 3,
-                   shapes: tuple[str, ...] = ("a", "b", "c"),
+                   shapes: tuple[str, ...] = tuple(SHAPES),
                    seed: int = 0) -> list[dict]:
     """Time every implementation on every shape; one dict per (shape, implementation).
 
@@ -168,16 +177,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="interleaved timing rounds (default 15)")
     parser.add_argument("--calls", type=int, default=3,
                         help="calls of each implementation per round (default 3)")
-    parser.add_argument("--shapes", default="abc",
-                        help="which shapes to run, e.g. 'ab' (default 'abc')")
+    parser.add_argument("--shapes", default="".join(SHAPES),
+                        help=f"which shapes to run, e.g. 'ab' (default "
+                             f"'{''.join(SHAPES)}')")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when a target is missed")
     args = parser.parse_args(argv)
     if min(args.threads, args.rounds, args.calls) < 1 or not set(args.shapes) <= set(
             SHAPES):
-        parser.error("--threads, --rounds and --calls must be positive, --shapes "
-                     "letters from 'abc'")
+        parser.error(f"--threads, --rounds and --calls must be positive, --shapes "
+                     f"letters from '{''.join(SHAPES)}'")
     results = run_benchmarks(args.threads, args.rounds, args.calls,
                              shapes=tuple(args.shapes))
     print(format_table(results))

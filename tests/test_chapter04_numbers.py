@@ -3,15 +3,18 @@ independently of the notebook (closed-form counts, SciPy correlation, NumPy alge
 the Winograd matrices written out from Lavin & Gray 2016).
 """
 
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import signal
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from utils import conv, prune
+from utils import conv, data, kernels, prune
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,6 +139,164 @@ def test_notebook_tolerances_hold():
         assert error < tolerance
 
 
+# ----------------------------------------------------------------- FFT convolution
+
+def chapter_gabor():
+    """The section's 21×21 odd Gabor kernel (ψ = π/2), as a NumPy array."""
+    return kernels.gabor(21, sigma=3.0, theta=np.pi / 4, lambd=8.0, gamma=1.0,
+                         psi=np.pi / 2).double().numpy()
+
+
+def test_one_channel_fft_correlation_with_numpy_and_scipy():
+    """Pad to 128 + 21 − 1 = 148, rfft2, multiply by the conjugate, irfft2, crop the
+    first 108 values: SciPy's correlation. Without the conjugate: SciPy's convolution,
+    valid part from index k − 1. The spectrum has 148 × 75 values."""
+    cat = data.sample_image("chelsea", size=128).mean(0).double().numpy()
+    gabor = chapter_gabor()
+    assert cat.shape == (128, 128) and 128 + 21 - 1 == 148 and 128 - 21 + 1 == 108
+    cat_spectrum = np.fft.rfft2(cat, s=(148, 148))
+    gabor_spectrum = np.fft.rfft2(gabor, s=(148, 148))
+    assert cat_spectrum.shape == (148, 148 // 2 + 1) == (148, 75)
+    correlation = np.fft.irfft2(cat_spectrum * gabor_spectrum.conj(), s=(148, 148))
+    np.testing.assert_allclose(correlation[:108, :108],
+                               signal.correlate2d(cat, gabor, mode="valid"),
+                               rtol=0, atol=1e-10)
+    convolution = np.fft.irfft2(cat_spectrum * gabor_spectrum, s=(148, 148))
+    np.testing.assert_allclose(convolution, signal.fftconvolve(cat, gabor, "full"),
+                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(convolution[20:128, 20:128],
+                               signal.convolve2d(cat, gabor, mode="valid"),
+                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(gabor[::-1, ::-1], -gabor, rtol=0, atol=1e-6)
+
+
+def test_gabor_spectrum_is_one_diagonal_blob_at_an_eighth_cycle():
+    spectrum = np.abs(np.fft.rfft2(chapter_gabor(), s=(148, 148)))
+    f_y = np.fft.fftfreq(148)[:, None] + 0 * spectrum
+    f_x = np.fft.rfftfreq(148)[None, :] + 0 * spectrum
+    peak = np.unravel_index(spectrum.argmax(), spectrum.shape)
+    assert abs(math.hypot(f_y[peak], f_x[peak]) - 1 / 8) < 1 / 148
+    assert abs(abs(f_y[peak]) - f_x[peak]) < 1 / 148                  # on a diagonal
+    distance = np.minimum(np.hypot(f_y - f_y[peak], f_x - f_x[peak]),
+                          np.hypot(f_y + f_y[peak], f_x + f_x[peak]))
+    assert spectrum[distance > 0.25].max() < 1e-3 * spectrum.max()     # almost zero
+
+
+def test_multichannel_check_shapes():
+    """Output sizes H + 2p − k + 1 of the chapter's check on a 2×4×20×17 batch."""
+    for k, p, shape in [(3, 1, (20, 17)), (8, 0, (13, 10)), (21, 2, (4, 1))]:
+        assert (20 + 2 * p - k + 1, 17 + 2 * p - k + 1) == shape
+    assert (20 + 4, 17 + 4) == (24, 21)             # 21×21 kernel as wide as the input
+    x = torch.randn(2, 4, 20, 17, dtype=torch.float64)
+    w = torch.randn(6, 4, 21, 21, dtype=torch.float64)
+    out = conv.conv2d_fft(x, w, padding=2)
+    np.testing.assert_allclose(out.numpy(), signal_reference_padded(x, w, 2),
+                               rtol=0, atol=1e-10)
+
+
+def signal_reference_padded(x, w, padding):
+    """Zero-padded correlation with SciPy, summed over input channels."""
+    xs = np.pad(x.numpy(), ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2))
+    return np.stack([np.stack([signal.correlate(image, kernel, mode="valid")[0]
+                               for kernel in w.numpy()]) for image in xs])
+
+
+def radix2_fft(values):
+    """Recursive radix-2 FFT; returns the transform and its complex multiplies."""
+    n = len(values)
+    if n == 1:
+        return values.astype(complex), 0
+    even, even_count = radix2_fft(values[0::2])
+    odd, odd_count = radix2_fft(values[1::2])
+    twiddled = np.exp(-2j * np.pi * np.arange(n // 2) / n) * odd
+    return (np.concatenate([even + twiddled, even - twiddled]),
+            even_count + odd_count + n // 2)
+
+
+def test_fft_multiply_model():
+    """A complex radix-2 FFT of n points does (n/2)·log2 n complex multiplies, i.e.
+    2n·log2 n real ones; a real-input FFT (one complex FFT of n/2 points plus n/2
+    twiddles) about half of that, n·log2 n."""
+    rng = np.random.default_rng(5)
+    for n in (8, 64, 1024):
+        values = rng.standard_normal(n)
+        transform, count = radix2_fft(values)
+        np.testing.assert_allclose(transform, np.fft.fft(values), atol=1e-9)
+        assert count == n // 2 * math.log2(n)
+    for n in (2**14, 2**15):                        # about 132² and 176² points
+        real_input = 4 * (n // 4 * math.log2(n // 2) + n // 2)
+        assert 1 <= real_input / (n * math.log2(n)) < 1.1
+
+
+def fft_count(size, k, c_in=8, c_out=8):
+    """The section's model, written out: transforms + complex products."""
+    side = size + (k - 1) + (k - 1)             # 'same' padding k − 1, plus k − 1
+    transforms = (c_in + c_out + c_in * c_out) * side * side * math.log2(side * side)
+    return side, transforms + 4 * c_in * c_out * side * (side // 2 + 1)
+
+
+def test_multiply_count_table():
+    table = {3: (132, 9.4, 21.9, 0.43), 5: (136, 26.2, 23.4, 1.12),
+             9: (144, 84.9, 26.5, 3.21), 15: (156, 235.9, 31.5, 7.48),
+             25: (176, 655.4, 41.0, 15.99)}
+    for k, (side, direct_m, fft_m, ratio) in table.items():
+        x, w = torch.zeros(1, 8, 128, 128), torch.zeros(8, 8, k, k)
+        with FlopCounterMode(display=False) as counter:
+            F.conv2d(x, w, padding=k // 2)
+        direct = counter.get_total_flops() // 2
+        assert direct == 8 * 8 * k * k * 128 * 128
+        fft_side, fft = fft_count(128, k)
+        assert fft_side == side
+        assert (round(direct / 1e6, 1), round(fft / 1e6, 1)) == (direct_m, fft_m)
+        assert round(direct / fft, 2) == ratio
+
+
+def test_multiply_count_prose():
+    """69-fold (625/9) against less than double; 2.3× more for 3×3; cheaper from
+    k = 5 on."""
+    counts = {k: (8 * 8 * k * k * 128 * 128, fft_count(128, k)[1])
+              for k in (3, 5, 9, 15, 25)}
+    direct_growth = counts[25][0] / counts[3][0]
+    assert direct_growth == 625 / 9 and round(direct_growth) == 69
+    assert counts[25][1] / counts[3][1] < 2
+    assert round(counts[3][1] / counts[3][0], 1) == 2.3
+    assert [k for k, (direct, fft) in counts.items() if fft < direct] == [5, 9, 15, 25]
+
+
+def test_vgg_kernel_spectra_memory():
+    side = 224 + 2 + 3 - 1
+    assert side == 228 and np.fft.rfft2(np.zeros((side, side))).shape == (228, 115)
+    assert round(64 * 64 * 3 * 3 * 4 / 1e3) == 147                   # kB of weights
+    assert round(64 * 64 * 228 * 115 * np.dtype(np.complex64).itemsize / 1e6) == 859
+
+
+def test_exercise_wraparound():
+    """16×16 image, 5×5 kernel: full convolution 20×20; a 20-point FFT has no wrong
+    value, a 16-point one 16² − 12² = 112, all in the first 4 rows or columns, and
+    the 12×12 valid block is exact."""
+    rng = np.random.default_rng(6)
+    image, kernel = rng.standard_normal((16, 16)), rng.standard_normal((5, 5))
+    full = signal.convolve2d(image, kernel, mode="full")
+    assert full.shape == (16 + 5 - 1,) * 2 == (20, 20)
+    wrong = {}
+    for size in (20, 16):
+        shape = (size, size)
+        product = np.fft.rfft2(image, s=shape) * np.fft.rfft2(kernel, s=shape)
+        circular = np.fft.irfft2(product, s=shape)
+        wrong[size] = np.abs(circular - full[:size, :size]) > 1e-9
+        assert not wrong[size][4:16, 4:16].any()
+    assert wrong[20].sum() == 0
+    assert wrong[16].sum() == 16**2 - 12**2 == 112
+    assert wrong[16][:4].all() and wrong[16][:, :4].all()
+    # "with fewer than 16 points rfft2 would cut off part of the image itself"
+    np.testing.assert_allclose(np.fft.rfft2(image, s=(15, 15)),
+                               np.fft.rfft2(image[:15, :15]))
+    cropped = torch.fft.rfft2(torch.from_numpy(image), s=(15, 15))
+    np.testing.assert_allclose(cropped.numpy(), np.fft.rfft2(image[:15, :15]))
+    np.testing.assert_allclose(full[4:16, 4:16],
+                               signal.convolve2d(image, kernel, mode="valid"))
+
+
 # ------------------------------------------------------------------- Conv-BN fusion
 
 def test_fusion_formula_with_numpy():
@@ -220,3 +381,11 @@ def test_benchmark_shapes_and_targets_match_the_prose():
     assert shapes["c"]["input"] == (1, 8, 32, 32)
     assert conv_bench.TARGETS == {"conv2d_im2col": 1.5, "conv2d_winograd": 3.0}
     assert "conv2d_naive" in shapes["c"]["implementations"]
+    assert shapes["d"] == {"input": (1, 8, 128, 128), "weight": (8, 8, 25, 25),
+                           "padding": 12,
+                           "implementations": ("F.conv2d", "conv2d_fft")}
+    assert "conv2d_fft" in shapes["b"]["implementations"]
+    assert "conv2d_fft" not in shapes["a"]["implementations"]
+    # the docstring's reason: (a)'s 64×64 kernel spectra at FFT size 226 + 3 − 1
+    assert round(64 * 64 * 228 * 115 * 8 / 1e6) == 859
+    assert "859 MB" in conv_bench.__doc__

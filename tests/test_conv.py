@@ -429,7 +429,8 @@ def test_single_channel_matches_scipy():
     w = torch.from_numpy(kernel).view(1, 1, 3, 3)
     for mode, padding in (("valid", 0), ("same", 1)):
         expected = scipy.signal.correlate2d(image, kernel, mode=mode)
-        for impl in (C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd):
+        for impl in (C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd,
+                     C.conv2d_fft):
             np.testing.assert_allclose(impl(x, w, padding=padding)[0, 0].numpy(),
                                        expected, atol=1e-10)
     flipped = scipy.signal.convolve2d(image, kernel[::-1, ::-1], mode="valid")
@@ -538,6 +539,105 @@ def test_winograd_constants_are_float32():
         assert getattr(C, f"WINOGRAD_{name}").dtype == torch.float32
 
 
+# --------------------------------------------------------------------------- FFT
+
+
+@st.composite
+def fft_cases(draw):
+    """Shapes, paddings and kernels from 1×1 up to the whole padded input."""
+    height, width = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    pad_h, pad_w = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    return {"batch": draw(st.integers(1, 2)), "c_in": draw(st.integers(1, 3)),
+            "c_out": draw(st.integers(1, 3)), "height": height, "width": width,
+            "k_h": draw(st.integers(1, height + 2 * pad_h)),
+            "k_w": draw(st.integers(1, width + 2 * pad_w)),
+            "padding": draw(st.sampled_from([(pad_h, pad_w), pad_h])),
+            "bias": draw(st.booleans()), "seed": draw(st.integers(0, 2**16))}
+
+
+def _fft_case(case, dtype):
+    g = torch.Generator().manual_seed(case["seed"])
+    x = torch.randn(case["batch"], case["c_in"], case["height"], case["width"],
+                    generator=g, dtype=dtype)
+    w = torch.randn(case["c_out"], case["c_in"], case["k_h"], case["k_w"],
+                    generator=g, dtype=dtype)
+    b = torch.randn(case["c_out"], generator=g, dtype=dtype) if case["bias"] else None
+    return x, w, b
+
+
+def _output_scale(x, w, padding):
+    """Largest Σ|x|·|w| over the outputs: the size of the terms that are rounded."""
+    return F.conv2d(x.abs(), w.abs(), padding=padding).max().item()
+
+
+@quick
+@given(case=fft_cases())
+def test_fft_matches_conv2d_float64(case):
+    x, w, b = _fft_case(case, torch.float64)
+    padding = case["padding"]
+    expected = F.conv2d(x, w, b, padding=padding)
+    out = C.conv2d_fft(x, w, b, padding=padding)
+    assert out.shape == expected.shape and out.dtype == torch.float64
+    assert out.is_contiguous()
+    scale = _output_scale(x, w, padding) + (0 if b is None else b.abs().max().item())
+    torch.testing.assert_close(out, expected, atol=1e-10 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("shape, kernel, padding", [
+    ((2, 3, 16, 16), 3, 1), ((1, 8, 32, 32), 9, 4), ((1, 4, 20, 17), (6, 5), 0),
+    ((1, 2, 9, 9), 9, 0), ((3, 5, 7, 8), 1, 2)])
+def test_fft_matches_conv2d_float32(shape, kernel, padding):
+    torch.manual_seed(12)
+    k_h, k_w = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x, w, b = torch.randn(shape), torch.randn(6, shape[1], k_h, k_w), torch.randn(6)
+    out = C.conv2d_fft(x, w, b, padding=padding)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, F.conv2d(x, w, b, padding=padding),
+                               atol=1e-5 * _output_scale(x, w, padding), rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 4), (1, 5)])
+def test_fft_string_padding(padding, kernel):
+    torch.manual_seed(13)
+    x, w = torch.randn(2, 3, 9, 10, dtype=torch.float64), torch.randn(
+        4, 3, *kernel, dtype=torch.float64)
+    torch.testing.assert_close(C.conv2d_fft(x, w, padding=padding),
+                               F.conv2d(x, w, padding=padding), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fft_half_precision_keeps_its_dtype(dtype):
+    torch.manual_seed(14)
+    x, w = torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3)
+    out = C.conv2d_fft(x.to(dtype), w.to(dtype), padding=1)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), F.conv2d(x, w, padding=1),
+                               atol=0.1, rtol=0.02)
+
+
+@pytest.mark.parametrize("kernel, padding", [((2, 3), 1), ((1, 1), 0)])
+def test_fft_gradcheck(kernel, padding):
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(1, 2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, *kernel, generator=g, dtype=torch.float64,
+                    requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: C.conv2d_fft(x, w, b, padding=padding), (x, w, b))
+
+
+def test_fft_gradients_match_pytorch():
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    ours = torch.autograd.grad(C.conv2d_fft(x, w, padding=2).square().sum(), (x, w))
+    reference = torch.autograd.grad(F.conv2d(x, w, padding=2).square().sum(), (x, w))
+    for mine, theirs in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
 # ------------------------------------------------------------------ Conv-BN fusion
 
 
@@ -594,7 +694,7 @@ def _x(*shape, dtype=torch.float32):
     return torch.zeros(*shape, dtype=dtype)
 
 
-IMPLEMENTATIONS = [C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd]
+IMPLEMENTATIONS = [C.conv2d_naive, C.conv2d_im2col, C.conv2d_winograd, C.conv2d_fft]
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -690,6 +790,19 @@ def test_winograd_rejects_other_kernels_and_strides():
         C.conv2d_winograd(x, _x(1, 2, 3, 3), dilation=2)
     with pytest.raises(ValueError, match="groups=2"):
         C.conv2d_winograd(x, _x(2, 1, 3, 3), groups=2)
+
+
+def test_fft_rejects_strides_dilations_and_groups():
+    x, w = _x(1, 2, 8, 8), _x(1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"conv2d_fft needs stride 1.* stride=\(2, "
+                                         r"1\)"):
+        C.conv2d_fft(x, w, stride=(2, 1))
+    with pytest.raises(ValueError, match=r"dilation=\(2, 2\)"):
+        C.conv2d_fft(x, w, dilation=2)
+    with pytest.raises(ValueError, match="groups=2"):
+        C.conv2d_fft(x, _x(2, 1, 3, 3), groups=2)
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        C.conv2d_fft(x, w, groups=3)
 
 
 def test_winograd_tile_rejects_wrong_shapes():

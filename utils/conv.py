@@ -1,14 +1,15 @@
-"""Convolution arithmetic and four ways to compute a 2-D convolution.
+"""Convolution arithmetic and four implementations of a 2-D convolution.
 
 The formulas (output size, receptive field, parameter and multiply-accumulate counts)
 are derived in ``chapters/01_convolution_operation.ipynb`` and
 ``chapters/03_convolution_types.ipynb``; the implementations (naive loops, im2col +
-one matrix multiply, Winograd F(2×2, 3×3)) and Conv-BN fusion in
-``chapters/04_fast_convolution.ipynb``. Like ``F.conv2d``, every convolution here is a
-cross-correlation (the kernel is not flipped); ``conv2d_winograd`` and, for small
-images, ``conv2d_im2col`` return their result in channels-last memory format (same
-values, call ``.contiguous()`` for NCHW storage). ``tests/test_conv.py`` checks each
-function against PyTorch and SciPy; ``benchmarks/conv_bench.py`` times them.
+one matrix multiply, Winograd F(2×2, 3×3), FFT by the convolution theorem) and
+Conv-BN fusion in ``chapters/04_fast_convolution.ipynb``. Like ``F.conv2d``, every
+convolution here is a cross-correlation (the kernel is not flipped);
+``conv2d_winograd`` and, for small images, ``conv2d_im2col`` return their result in
+channels-last memory format (same values, call ``.contiguous()`` for NCHW storage).
+``tests/test_conv.py`` checks each function against PyTorch and SciPy;
+``benchmarks/conv_bench.py`` times them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 __all__ = [
     "output_size", "transposed_output_size", "receptive_field",
     "receptive_field_table", "conv_params", "conv_macs", "im2col", "conv2d_naive",
-    "conv2d_im2col", "conv2d_winograd", "winograd_tile", "fuse_conv_bn",
+    "conv2d_im2col", "conv2d_winograd", "winograd_tile", "conv2d_fft", "fuse_conv_bn",
     "WINOGRAD_G", "WINOGRAD_BT", "WINOGRAD_AT",
 ]
 
@@ -210,6 +211,16 @@ def _pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
     middle[..., left + width:] = 0
     middle[..., left:left + width] = x
     return padded
+
+
+def _require_unit_geometry(geometry: _Geometry, name: str) -> None:
+    """Raise ValueError unless stride, dilation and groups are all 1 (for the
+    algorithms that only implement a plain, stride-1 convolution)."""
+    if geometry.stride != (1, 1) or geometry.dilation != (1, 1) or geometry.groups != 1:
+        raise ValueError(
+            f"{name} needs stride 1, dilation 1 and groups 1, got stride="
+            f"{geometry.stride}, dilation={geometry.dilation}, "
+            f"groups={geometry.groups}")
 
 
 def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
@@ -705,10 +716,7 @@ def conv2d_winograd(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     if tuple(weight.shape[2:]) != (3, 3):
         raise ValueError(f"conv2d_winograd implements F(2×2, 3×3) and needs a 3×3 "
                          f"kernel, got {weight.shape[2]}×{weight.shape[3]}")
-    if geometry.stride != (1, 1) or geometry.dilation != (1, 1) or groups != 1:
-        raise ValueError(
-            f"conv2d_winograd needs stride 1, dilation 1 and groups 1, got stride="
-            f"{geometry.stride}, dilation={geometry.dilation}, groups={groups}")
+    _require_unit_geometry(geometry, "conv2d_winograd")
     batch, channels = x.shape[0], x.shape[1]
     out_channels, out_h, out_w = weight.shape[0], geometry.out_h, geometry.out_w
     tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
@@ -739,6 +747,42 @@ def conv2d_winograd(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     if (2 * tiles_h, 2 * tiles_w) != (out_h, out_w):
         out = out[:, :out_h, :out_w].contiguous()
     return _add_bias(out.permute(0, 3, 1, 2), bias)
+
+
+# ---------------------------------------------------------------------------- FFT
+
+
+def conv2d_fft(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+               padding: Padding = 0, *, stride: IntPair = 1, dilation: IntPair = 1,
+               groups: int = 1) -> Tensor:
+    """Stride-1 convolution by the convolution theorem: a product of spectra.
+
+    The zero-padded input x (H_p × W_p) and the kernel w (kH × kW) are zero-padded
+    again to the FFT size L_h × L_w = (H_p + kH − 1) × (W_p + kW − 1), the length of
+    their whole linear correlation, so the circular correlation the FFT computes does
+    not wrap around. Then out[n, o] = b[o] + irfft2(Σ_c rfft2(x[n, c]) ·
+    conj(rfft2(w[o, c]))), cropped to its first H_out × W_out values: the conjugate
+    spectrum turns the theorem's convolution into the cross-correlation of
+    ``F.conv2d``, and the sum over input channels is taken in the frequency domain.
+    That is C_in + C_out image-sized transforms, C_in·C_out for the kernels and
+    C_in·C_out complex products per frequency, whatever the kernel size, so it beats
+    the direct k²-proportional cost only for large kernels. Half-precision tensors are
+    transformed in float32. Values (and gradients) of ``F.conv2d(input, weight, bias,
+    padding=padding)``; stride, dilation or groups other than 1 raise ValueError.
+    Explained in ``chapters/04_fast_convolution.ipynb``.
+    """
+    geometry = _conv_geometry(input, weight, bias, stride, padding, dilation, groups)
+    _require_unit_geometry(geometry, "conv2d_fft")
+    padded = _pad(input, geometry.pads)
+    fft_size = (padded.shape[2] + weight.shape[2] - 1,
+                padded.shape[3] + weight.shape[3] - 1)
+    dtype = torch.promote_types(input.dtype, torch.float32)
+    input_spectra = torch.fft.rfft2(padded.to(dtype), s=fft_size)
+    kernel_spectra = torch.fft.rfft2(weight.to(dtype), s=fft_size).conj()
+    out_spectra = torch.einsum("ncyx,ocyx->noyx", input_spectra, kernel_spectra)
+    out = torch.fft.irfft2(out_spectra, s=fft_size)
+    out = out[..., :geometry.out_h, :geometry.out_w].to(input.dtype).contiguous()
+    return _add_bias(out, bias)
 
 
 # --------------------------------------------------------------------- Conv-BN fusion
