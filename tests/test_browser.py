@@ -12,9 +12,11 @@
 Full-page screenshots land in ``test-artifacts/screenshots/`` (git-ignored) for a look.
 
 The site is (re)built with ``jupyter-book build`` first when a page is missing or older
-than its source. The only requests that may leave 127.0.0.1 are MathJax and Font
-Awesome from their CDNs (``ALLOWED_EXTERNAL_HOSTS``): external requests are blocked, so pages behave the same
-offline and online, and any other external dependency fails the test.
+than its source. The only request that may leave 127.0.0.1 is Font Awesome from its
+CDN (``ALLOWED_EXTERNAL_HOSTS``); external requests are blocked, so pages behave the
+same offline and online, and any other external dependency fails the test. MathJax is
+served by the site itself (``sphinx-mathjax-offline``), and the maths of chapter 1 must
+be typeset with the network blocked.
 
 Chromium: Playwright's own browser download needs the internet, so the test uses an
 installed Chromium (``COURSE_CHROMIUM``, else Debian's ``chromium`` package, else
@@ -52,7 +54,6 @@ CHROMIUM_CANDIDATES = (
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome",
                   "google-chrome-stable")
 ALLOWED_EXTERNAL_HOSTS = {
-    "cdn.jsdelivr.net",  # MathJax (Jupyter Book's default)
     # Font Awesome 4 for the buttons of matplotlib's HTML animations (chapters 1-2):
     # needed in JupyterLab and Colab; on the website the theme's own Font Awesome
     # draws the same icons, so the page works when it is blocked.
@@ -389,6 +390,24 @@ def test_sliding_window_animation_steps_and_plays(browser, site_url):
             "slider => parseInt(slider.value) >= 3", arg=slider.element_handle(),
             timeout=10_000)
         animation.get_by_role("button", name="Pause").click()
+    finally:
+        visit.close()
+
+
+def test_maths_is_typeset_offline(browser, site_url):
+    """Every formula of chapter 1 becomes a MathJax element, from the site's own copy
+    of MathJax (external requests are blocked)."""
+    visit = PageVisit(browser, site_url + ANIMATION_PAGE)
+    try:
+        page = visit.page
+        formulas = page.locator(".math").count()
+        assert formulas > 0, "no maths found on chapter 1"
+        page.wait_for_function(
+            "n => document.querySelectorAll('mjx-container').length >= n",
+            arg=formulas, timeout=TIMEOUT_MS)
+        sources = page.eval_on_selector_all(
+            "script[src*='mathjax']", "scripts => scripts.map(s => s.src)")
+        assert sources and all(is_local(src) for src in sources), sources
     finally:
         visit.close()
 
