@@ -167,12 +167,11 @@ def _closure(names) -> dict:
     return found
 
 
-def _copy_distribution(dist, site: Path) -> int:
+def _copy_distribution(dist, site: Path) -> None:
     """Hard-link (or, across file systems, symlink) one installed distribution's
     files from its RECORD into ``site``; files outside site-packages (scripts, shared
-    data) are left out. Returns the number of files."""
+    data) are left out."""
     root = Path(dist.locate_file(""))
-    count = 0
     for entry in dist.files or []:
         if str(entry).startswith(".."):
             continue
@@ -184,8 +183,6 @@ def _copy_distribution(dist, site: Path) -> int:
             os.link(source, target)
         except OSError:
             os.symlink(source, target)
-        count += 1
-    return count
 
 
 def colab_base() -> Path:

@@ -232,6 +232,15 @@ def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
 # ----------------------------------------------------------------------- arithmetic
 
 
+def _check_axis(n: Any, kernel_size: Any, stride: Any, padding: Any,
+                dilation: Any) -> tuple[int, int, int, int, int]:
+    """The one-axis arguments of ``output_size`` and ``transposed_output_size`` as
+    ints: n, kernel_size, stride and dilation at least 1, padding at least 0."""
+    return (_check_int(n, "n", 1), _check_int(kernel_size, "kernel_size", 1),
+            _check_int(stride, "stride", 1), _check_int(padding, "padding", 0),
+            _check_int(dilation, "dilation", 1))
+
+
 def output_size(n: int, kernel_size: int, stride: int = 1, padding: int = 0,
                 dilation: int = 1) -> int:
     """Size of a convolution's output along one axis: ⌊(n + 2p − d(k−1) − 1)/s⌋ + 1.
@@ -242,11 +251,8 @@ def output_size(n: int, kernel_size: int, stride: int = 1, padding: int = 0,
     n + 2p. The same formula gives the output size of max and average pooling.
     Explained in ``chapters/01_convolution_operation.ipynb``.
     """
-    n = _check_int(n, "n", 1)
-    kernel_size = _check_int(kernel_size, "kernel_size", 1)
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
-    dilation = _check_int(dilation, "dilation", 1)
+    n, kernel_size, stride, padding, dilation = _check_axis(
+        n, kernel_size, stride, padding, dilation)
     _check_fits(n, kernel_size, 2 * padding, dilation, "the axis")
     return (n + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
@@ -261,12 +267,9 @@ def transposed_output_size(n: int, kernel_size: int, stride: int = 1,
     or the dilation, as in ``nn.ConvTranspose2d``) picks which one to return to.
     Explained in ``chapters/03_convolution_types.ipynb``.
     """
-    n = _check_int(n, "n", 1)
-    kernel_size = _check_int(kernel_size, "kernel_size", 1)
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
+    n, kernel_size, stride, padding, dilation = _check_axis(
+        n, kernel_size, stride, padding, dilation)
     output_padding = _check_int(output_padding, "output_padding", 0)
-    dilation = _check_int(dilation, "dilation", 1)
     if output_padding >= max(stride, dilation):
         raise ValueError(
             f"output_padding must be smaller than stride or dilation, got "

@@ -96,20 +96,17 @@ def _draw_grid(ax, values: np.ndarray, title: str, *, mask=None, fmt="{:g}",
                cmap="Greys", vmin=None, vmax=None, fontsize=7):
     """Draw a small matrix as coloured cells with its numbers written inside.
 
-    NaN cells stay blank. Returns the image and an array of the number texts (None
-    where a cell is NaN), so that a caller can update them frame by frame."""
-    shown = np.ma.masked_invalid(values)
-    picture = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax,
+    Returns the image and an array of the number texts, so that a caller can update
+    them frame by frame."""
+    picture = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax,
                         interpolation="nearest")
     if mask is not None:
         overlay = np.zeros((*values.shape, 4))
         overlay[mask] = matplotlib.colors.to_rgba(_PAD_COLOUR)
         ax.imshow(overlay, interpolation="nearest")
     limit = max(abs(vmin or 0), abs(vmax or 1))
-    texts = np.full(values.shape, None, dtype=object)
+    texts = np.empty(values.shape, dtype=object)
     for (r, c), v in np.ndenumerate(values):
-        if np.isnan(v):
-            continue
         dark = cmap == "Greys" and v > 0.6 * (vmax if vmax is not None else 1)
         dark = dark or (cmap != "Greys" and abs(v) > 0.6 * limit)
         texts[r, c] = ax.text(c, r, fmt.format(v + 0.0), ha="center", va="center",
@@ -150,15 +147,13 @@ class _SlidingWindow:
         fig = Figure(figsize=(cell * sum(widths) + 1.0, cell * widths[0] + 0.7),
                      dpi=dpi, layout="constrained")
         axes = fig.subplots(1, 3, width_ratios=widths)
+        self._draw_panels(axes)
         return fig, list(axes)
 
     def draw(self, fig: Figure, axes: list, frame: int) -> None:
-        """Show ``frame``: the panels are drawn on the first call; later calls only
-        move the two red frames, reveal output values and change the title (an
-        animation then costs a fraction of redrawing everything)."""
-        if getattr(self, "_drawn", None) is not fig:
-            self._setup(axes)
-            self._drawn = fig
+        """Show ``frame`` on the figure of ``figure()``, whose panels are already
+        drawn: move the two red frames, reveal output values and change the title
+        (an animation then costs a fraction of redrawing everything)."""
         r, c = self.positions[frame]
         out = self.values.shape[0]
         i, j = divmod(frame, out)
@@ -173,9 +168,7 @@ class _SlidingWindow:
                      f"output[{i}, {j}] = sum(patch × kernel) = "
                      f"{self.values[i, j] + 0.0:g}", fontsize=9)
 
-    def _setup(self, axes: list) -> None:
-        for ax in axes:
-            ax.clear()
+    def _draw_panels(self, axes) -> None:
         k, n = self.k, self.image.shape[0]
         _draw_grid(axes[0], self.padded, f"input {n}×{n} + padding",
                    mask=self.pad_mask, vmin=0, vmax=max(1.0, self.padded.max()))
