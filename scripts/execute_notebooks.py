@@ -72,10 +72,14 @@ notebook again and compares every output with the committed one (nbval, strict):
 - **Another CPU**: the test run uses PyTorch's portable, non-vectorised CPU kernels
   (`ATEN_CPU_CAPABILITY=default`) while the committed outputs come from the native
   ones (AVX2/AVX-512), so every printed digit and every picture is shown not to depend
-  on the processor's vector instructions.
+  on the processor's vector instructions. The pages that train in float32 (chapter 5,
+  lab 3) run in the portable CPU mode of `utils.repro` both when committed and when
+  tested, so their trained networks are bit-identical on any x86 CPU and every output
+  is compared.
 - **No network**: notebooks execute with outbound connections blocked; data and
   weights come from `data/` (`make data`).
-- Cells tagged `nbval-ignore-output` (timings) are executed but not compared.
+- Cells tagged `nbval-ignore-output` (wall-clock timings only) are executed but not
+  compared.
 """
 
 

@@ -10,6 +10,12 @@ same settings, with one deliberate difference:
   non-vectorised kernels, i.e. behave like another CPU. One nbval run therefore proves
   both that a notebook reruns identically and that its printed numbers and pictures do
   not depend on the CPU's vector instructions.
+
+Both set ``COURSE_PORTABLE_CPU=1``: the notebooks that train in float32 (chapter 5,
+lab 3) call ``seed_everything(0, portable=repro.portable_requested())`` and so run in
+the portable CPU mode of ``utils.repro`` (MKL_CBWR=COMPATIBLE, ATen's default kernels,
+oneDNN off) in ``make execute`` and in the test run alike: their committed outputs
+are bit-identical to what any x86 CPU recomputes, and nbval compares all of them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ NOTEBOOK_ENV = {
     "TQDM_DISABLE": "1",  # progress bars show for readers, not in committed outputs
     "PYTHONHASHSEED": "0",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    "COURSE_PORTABLE_CPU": "1",  # training notebooks run in utils.repro's portable mode
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
 }
 

@@ -232,7 +232,9 @@ def test_trained_kernels_match_the_bank_only_a_little_better(trained_state):
     random_mean = pearson_best(random_kernels, bank).mean()
     assert round(initial_mean, 2) == 0.69
     assert round(random_mean, 2) == 0.66
-    assert abs(trained_mean - 0.75) < 0.03  # weights may differ in the last bits by CPU
+    # chapter 5 saves the weights in the portable CPU mode (0.74 exactly, as printed);
+    # a file trained natively on another CPU differs in the last bits
+    assert abs(trained_mean - 0.74) < 0.03
     assert 0 < trained_mean - initial_mean < 0.1  # "only a little"
     own_start = [np.corrcoef(t.ravel(), i.ravel())[0, 1]
                  for t, i in zip(trained, initial)]

@@ -27,6 +27,34 @@ def test_tinycnn_rejects_bad_kernel_size(kernel_size, error):
         models.TinyCNN(kernel_size=kernel_size)
 
 
+def test_tinycnn_pooling_before_relu_changes_no_bit():
+    # forward pools first; conv -> ReLU -> pool, the textbook order, must give the
+    # same outputs and the same gradients, bit for bit, including ties and windows
+    # whose values are all negative (where ReLU outputs zeros).
+    torch.manual_seed(0)
+    net = models.TinyCNN()
+    x = torch.randn(16, 1, 28, 28)
+    x[:, :, :4] = -1.0  # whole pooling windows below zero
+    x[:, :, 10:12, 10:12] = 0.5  # ties inside a window
+
+    def textbook(image):
+        h = net.pool(torch.relu(net.conv1(image)))
+        h = net.pool(torch.relu(net.conv2(h)))
+        return net.fc(h.flatten(1))
+
+    outputs, gradients = [], []
+    for forward in (net, textbook):
+        net.zero_grad()
+        image = x.clone().requires_grad_()
+        out = forward(image)
+        (out * torch.linspace(-1, 1, 10)).sum().backward()
+        outputs.append(out.detach())
+        gradients.append([image.grad] + [p.grad.clone() for p in net.parameters()])
+    assert torch.equal(outputs[0], outputs[1])
+    for ours, theirs in zip(*gradients, strict=True):
+        assert torch.equal(ours, theirs)
+
+
 def test_tinycnn_rejects_wrong_input_shape():
     with pytest.raises(ValueError, match=r"\(N, C, 28, 28\)"):
         models.TinyCNN()(torch.zeros(1, 1, 32, 32))

@@ -1,11 +1,15 @@
-"""Reproducibility: seeds, deterministic algorithms, a fixed thread count, the device.
+"""Reproducibility: seeds, deterministic algorithms, a fixed thread count, the device,
+and a portable CPU mode in which float32 training gives the same bits on every x86 CPU.
 
 Every notebook starts with ``seed_everything(0)`` so that re-running it prints the same
-numbers (explained in ``chapters/00_getting_started.ipynb``).
+numbers; the notebooks that train start with ``seed_everything(0,
+portable=portable_requested())`` (both explained in
+``chapters/00_getting_started.ipynb``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 
@@ -13,21 +17,101 @@ import numpy as np
 import torch
 
 THREADS_ENV = "COURSE_NUM_THREADS"
+# `make execute` and the test run set COURSE_PORTABLE_CPU=1; readers' runs stay native.
+PORTABLE_ENV = "COURSE_PORTABLE_CPU"
+# What the portable mode sets: MKL's conditional numerical reproducibility branch that
+# gives the same results on Intel and non-Intel processors, and PyTorch's
+# non-vectorised ATen kernels. oneDNN is switched off in torch.backends.
+PORTABLE_SETTINGS = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
+_MKL_CBWR_BRANCH, _MKL_CBWR_COMPATIBLE = 1, 3  # constants of MKL's mkl_cbwr.h
 
 
-def seed_everything(seed: int = 0, threads: int | None = None) -> torch.Generator:
+def portable_requested() -> bool:
+    """True when the environment variable ``COURSE_PORTABLE_CPU`` is ``1``.
+
+    ``make execute`` and ``make test`` set it, so the book's training notebooks run in
+    the portable CPU mode there; a reader's own run stays native unless they set it.
+    """
+    return os.environ.get(PORTABLE_ENV, "").strip() == "1"
+
+
+def _mkl_cbwr_branch() -> int | None:
+    """MKL's current reproducibility branch, or ``None`` where it cannot be asked.
+
+    PyTorch links MKL statically on x86-64 Linux and exports its service function;
+    asking it initialises MKL from ``MKL_CBWR`` if nothing has yet. Elsewhere (macOS,
+    ARM, builds without MKL) there is no MKL to make reproducible.
+    """
+    try:
+        library = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
+                                           "libtorch_cpu.so"))
+        query = library.mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return None
+    query.restype, query.argtypes = ctypes.c_int, [ctypes.c_int]
+    return int(query(_MKL_CBWR_BRANCH))
+
+
+def use_portable_cpu() -> None:
+    """Make float32 CPU results bit-identical across x86 processors (portable mode).
+
+    Three libraries choose their code by the processor, and each needs its switch:
+    MKL (matrix products) follows ``MKL_CBWR=COMPATIBLE``; PyTorch's own ATen kernels
+    follow ``ATEN_CPU_CAPABILITY=default`` (no AVX2/AVX-512 code); oneDNN (fast
+    convolutions and pooling) is switched off with ``torch.backends.mkldnn.enabled``.
+    MKL and ATen read their variable once, at the first tensor operation that needs
+    them, so this must run right after ``import torch``, before any computation. It
+    checks that both took effect and raises ``RuntimeError`` otherwise. The price is
+    speed: training runs several times slower than with the native kernels.
+    Explained in ``chapters/00_getting_started.ipynb``.
+    """
+    os.environ.update(PORTABLE_SETTINGS)
+    torch.backends.mkldnn.enabled = False
+    capability = torch.backends.cpu.get_cpu_capability()
+    mkl_branch = _mkl_cbwr_branch()
+    late = []
+    if capability != "DEFAULT":
+        late.append(f"PyTorch already uses its {capability} kernels")
+    if mkl_branch is not None and mkl_branch != _MKL_CBWR_COMPATIBLE:
+        late.append(f"MKL already runs in branch {mkl_branch}, not COMPATIBLE "
+                    f"({_MKL_CBWR_COMPATIBLE})")
+    if late:
+        raise RuntimeError(
+            "the portable CPU mode must be switched on before the first tensor "
+            "operation, but " + " and ".join(late) + ". Restart the kernel and call "
+            "seed_everything(..., portable=True) right after the imports, or set "
+            "MKL_CBWR=COMPATIBLE and ATEN_CPU_CAPABILITY=default before starting "
+            "Python.")
+
+
+def portable_cpu_active() -> bool:
+    """Whether all three settings of ``use_portable_cpu`` are in effect."""
+    mkl_branch = _mkl_cbwr_branch()
+    return (torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+            and not torch.backends.mkldnn.enabled
+            and mkl_branch in (None, _MKL_CBWR_COMPATIBLE))
+
+
+def seed_everything(seed: int = 0, threads: int | None = None,
+                    portable: bool = False) -> torch.Generator:
     """Seed Python, NumPy and PyTorch and switch on deterministic algorithms.
 
     ``threads`` fixes PyTorch's intra-op thread count; when it is ``None`` the
     environment variable ``COURSE_NUM_THREADS`` is used if set (the test suite sets it
     to 2, the reference machine's core count), otherwise PyTorch's default is kept.
-    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own
-    stream of random numbers.
+    ``portable=True`` first switches on the portable CPU mode (``use_portable_cpu``:
+    bit-identical float32 results on every x86 CPU, several times slower), which only
+    works before the first tensor operation. Returns a ``torch.Generator`` seeded with
+    ``seed`` for code that wants its own stream of random numbers.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    if not isinstance(portable, bool):
+        raise TypeError(f"portable must be True or False, got {portable!r}")
+    if portable:
+        use_portable_cpu()
     if threads is None and os.environ.get(THREADS_ENV):
         threads = int(os.environ[THREADS_ENV])
     if threads is not None:
