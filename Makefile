@@ -33,7 +33,7 @@ data: venv
 	$(BIN)/python -m utils.data
 
 book: venv
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 # The site is built first (warnings are errors) so that tests/test_browser.py finds it.
 test: data
@@ -52,6 +52,8 @@ student: venv
 bench: data
 	$(BIN)/python benchmarks/conv_bench.py
 	$(BIN)/python benchmarks/loader_bench.py
+	$(MAKE) book
+	$(BIN)/python benchmarks/explorer_bench.py
 
 clean:
 	rm -rf _build student nbgrader_work

@@ -19,12 +19,14 @@ them with ``ATEN_CPU_CAPABILITY=default`` and compares with what this script com
 from __future__ import annotations
 
 import argparse
+import datetime
 import fcntl
 import json
 import os
 import platform
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
@@ -159,16 +161,36 @@ def machine_description() -> str:
             f"(COURSE_NUM_THREADS={threads})")
 
 
+# The packages whose versions the report names (display name: distribution).
+REPORTED_PACKAGES = {"PyTorch": "torch", "torchvision": "torchvision",
+                     "OpenCV": "opencv-python", "NumPy": "numpy"}
+
+
+def environment_versions() -> dict[str, str]:
+    """Python's version and those of ``REPORTED_PACKAGES`` in this environment."""
+    versions = {"Python": platform.python_version()}
+    for name, distribution in REPORTED_PACKAGES.items():
+        versions[name] = metadata.version(distribution)
+    return versions
+
+
 def record_time(key: str, seconds: float) -> None:
-    """Store one notebook's run time in ``execution_times.json`` (file-locked), drop
-    entries of notebooks that no longer exist, and regenerate the report's table."""
+    """Store one notebook's run time and today's date (UTC) in ``execution_times.json``
+    (file-locked) with the versions it ran with, drop entries of notebooks that no
+    longer exist, and regenerate the report's table."""
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     with _locked():
         times = _read_times()
         records = times.setdefault("notebooks", {})
         records[key] = round(seconds, 1)
+        dates = times.setdefault("executed_on", {})
+        dates[key] = today
         times["machine"] = machine_description()
+        times["environment"] = environment_versions()
         times["notebooks"] = {name: value for name, value in sorted(records.items())
                               if (REPO_ROOT / name).exists()}
+        times["executed_on"] = {name: dates[name] for name in times["notebooks"]
+                                if name in dates}
         TIMES_FILE.write_text(json.dumps(times, indent=2) + "\n")
         write_report(times)
 
@@ -214,19 +236,31 @@ def format_seconds(seconds: float) -> str:
 def report_table(times: dict) -> str:
     """The report's Markdown table (between the markers) for ``times``."""
     notebooks = times.get("notebooks", {})
+    dates = times.get("executed_on", {})
     toc = _toc_files()
-    rows = ["| notebook | run time | within budget |", "| --- | ---: | :---: |"]
+    rows = ["| notebook | run time | within budget | outputs produced on |",
+            "| --- | ---: | :---: | :---: |"]
     for name, seconds in notebooks.items():
         doc = name.removesuffix(".ipynb")
         link = f"{{doc}}`{doc}`" if doc in toc else f"`{name}`"
         status = "yes" if seconds <= NOTEBOOK_BUDGET_S else "**no**"
-        rows.append(f"| {link} | {format_seconds(seconds)} | {status} |")
+        rows.append(f"| {link} | {format_seconds(seconds)} | {status} | "
+                    f"{dates.get(name, 'unknown')} |")
     total = sum(notebooks.values())
     status = "yes" if total <= TOTAL_BUDGET_S else "**no**"
     rows.append(f"| **all {len(notebooks)} notebooks** | **{format_seconds(total)}** "
-                f"| {status} |")
+                f"| {status} | |")
     machine = times.get("machine", "unknown")
-    return "\n".join(rows) + f"\n\nMeasured on: {machine}.\n"
+    text = "\n".join(rows) + f"\n\nMeasured on: {machine}.\n"
+    environment = times.get("environment")
+    if environment:
+        versions = ", ".join(f"{name} {version}" for name, version in environment.items())
+        last = max(dates.values(), default="unknown")
+        text += (f"\n**Verified status.** The outputs were last produced on {last} with "
+                 f"{versions}. Every run of `make test` executes all notebooks again "
+                 f"and compares them with these outputs, and fails if its environment "
+                 f"has other versions of these packages.\n")
+    return text
 
 
 def write_report(times: dict) -> None:

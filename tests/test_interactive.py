@@ -202,3 +202,14 @@ def test_kernel_explorer_widget_switches_family_and_sliders():
     assert not (theta.disabled or sigma.disabled or lambd.disabled)
     with pytest.raises(ValueError):
         interactive.kernel_explorer_widget(np.zeros(5))
+
+
+def test_animation_html_has_alt_text_and_a_labelled_slider():
+    animation = interactive.sliding_window_animation(stride=2, padding=1)
+    described = interactive.animation_html(animation, alt='A "kernel" & its <window>')
+    assert 'alt="A &quot;kernel&quot; &amp; its &lt;window&gt;"' in described
+    assert 'type="range" aria-label="Animation frame"' in described
+    default = interactive.animation_html(animation)
+    assert re.search(r'<img id="_anim_img\w+" alt="Animation: [^"]+">', default)
+    with pytest.raises(ValueError, match="alt"):
+        interactive.animation_html(animation, alt="  ")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import io
 import json
 import os
@@ -405,15 +406,30 @@ def test_execution_report_shows_the_recorded_times():
                    "`python scripts/execute_notebooks.py --report-only`"
 
 
+def test_outputs_were_produced_with_the_tested_versions():
+    recorded = recorded_times()
+    assert recorded.get("environment") == execute_notebooks.environment_versions(), (
+        "the committed outputs were produced with other package versions than this "
+        "environment has: run `make execute` and commit the outputs")
+    assert set(recorded.get("executed_on", {})) == set(recorded["notebooks"])
+    for date in recorded["executed_on"].values():
+        datetime.date.fromisoformat(date)
+
+
 def test_report_formats_times():
     assert execute_notebooks.format_seconds(4.26) == "4.3 s"
     assert execute_notebooks.format_seconds(65) == "1 min 05 s"
     table = execute_notebooks.report_table(
         {"notebooks": {"chapters/00_getting_started.ipynb": 4.3, "labs/x.ipynb": 130.0},
          "machine": "test machine"})
-    assert "| {doc}`chapters/00_getting_started` | 4.3 s | yes |" in table
-    assert "| `labs/x.ipynb` | 2 min 10 s | **no** |" in table
-    assert "| **all 2 notebooks** | **2 min 14 s** | yes |" in table
+    assert "| {doc}`chapters/00_getting_started` | 4.3 s | yes | unknown |" in table
+    assert "| `labs/x.ipynb` | 2 min 10 s | **no** | unknown |" in table
+    assert "| **all 2 notebooks** | **2 min 14 s** | yes | |" in table
+    dated = execute_notebooks.report_table(
+        {"notebooks": {"labs/x.ipynb": 3.0}, "executed_on": {"labs/x.ipynb": "2026-12-04"},
+         "environment": {"Python": "3.11.7", "PyTorch": "2.14.1"}, "machine": "m"})
+    assert "| `labs/x.ipynb` | 3.0 s | yes | 2026-12-04 |" in dated
+    assert "last produced on 2026-12-04 with Python 3.11.7, PyTorch 2.14.1." in dated
 
 
 def test_runtime_badge_extension():

@@ -22,6 +22,7 @@ import math
 import re
 import tempfile
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 import cv2
@@ -510,9 +511,18 @@ class _CompactHTMLWriter(HTMLWriter):
         self._saved_frames.append(encoded.decode("ascii"))
 
 
+def _figure_description(figure) -> str:
+    """The figure's suptitle, else its axes' titles: a text alternative for it."""
+    suptitle = getattr(figure, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text().strip():
+        return suptitle.get_text().strip()
+    titles = [ax.get_title().strip() for ax in figure.axes if ax.get_title().strip()]
+    return "; ".join(titles) or "animated figure"
+
+
 def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
                    default_mode: str = "once", embed_limit_mb: float = 2.0,
-                   colors: int = 64) -> str:
+                   colors: int = 64, alt: str | None = None) -> str:
     """The animation as self-contained HTML/JavaScript, like ``Animation.to_jshtml``.
 
     Differences from ``to_jshtml``: frames are palette PNGs of ``colors`` colours
@@ -520,8 +530,10 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     ``embed_limit_mb`` instead of silently dropping frames; and matplotlib's random
     element id is replaced by ``html_id`` or, by default, by a hash of the page, so the
     same animation always gives the same HTML (notebook outputs stay reproducible) and
-    two different animations on one page never clash. The figure is not shown again as
-    a static image. Used in chapters 1 and 2.
+    two different animations on one page never clash. The frame image gets ``alt``
+    text (by default "Animation: " and the figure's suptitle, or its axes' titles) and
+    the frame slider a label, for screen readers. The figure is not shown again as a
+    static image. Used in chapters 1 and 2.
     """
     if not isinstance(animation, FuncAnimation):
         raise TypeError(f"animation must be a FuncAnimation, got "
@@ -547,6 +559,15 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     if match is None:
         raise RuntimeError("unexpected HTMLWriter output: no animation id found")
     random_id = match.group(1)
+    if alt is None:
+        alt = "Animation: " + _figure_description(animation._fig)
+    if not isinstance(alt, str) or not alt.strip():
+        raise ValueError("alt must be a non-empty text describing the animation")
+    html = html.replace(f'<img id="_anim_img{random_id}">',
+                        f'<img id="_anim_img{random_id}" alt="{escape(alt)}">')
+    html = html.replace(f'<input id="_anim_slider{random_id}" type="range"',
+                        f'<input id="_anim_slider{random_id}" type="range" '
+                        f'aria-label="Animation frame"')
     stable_id = html_id or hashlib.sha256(
         html.replace(random_id, "").encode()).hexdigest()[:16]
     return html.replace(random_id, stable_id)
