@@ -11,7 +11,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from utils import models
+from utils import models, vis_optim
 from utils.vis_optim import (
     activation_maximisation,
     gaussian_blur,
@@ -299,3 +299,30 @@ def test_ascent_rejects_bad_arguments():
         activation_maximisation(net, 0, blur_sigma="1")
     with pytest.raises(TypeError, match="dtype"):
         activation_maximisation(net, 0, dtype=torch.int64)
+
+
+def test_fourier_feature_visualisation_is_deterministic_and_climbs():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 2, 3, padding=1))
+    first = vis_optim.fourier_feature_visualisation(net, 1, image_size=16, steps=12,
+                                                    jitter=2, seed=3)
+    again = vis_optim.fourier_feature_visualisation(net, 1, image_size=16, steps=12,
+                                                    jitter=2, seed=3)
+    assert first.image.shape == (3, 16, 16)
+    assert float(first.image.min()) > 0 and float(first.image.max()) < 1
+    assert torch.equal(first.image, again.image)
+    assert len(first.history) == 13 and first.history[-1] > first.history[0]
+    torch.testing.assert_close(vis_optim.imagenet_denormalise(first.normalised)[0],
+                               first.image, atol=1e-5, rtol=0)
+    assert next(net.parameters()).dtype == torch.float32  # the model is not converted
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"jitter": 8}, "jitter"), ({"lr": 0.0}, "lr"), ({"scales": ()}, "scales"),
+    ({"degrees": -1.0}, "degrees"), ({"dtype": torch.int64}, "dtype"),
+])
+def test_fourier_feature_visualisation_rejects_bad_arguments(kwargs, message):
+    net = torch.nn.Conv2d(3, 2, 3)
+    with pytest.raises((TypeError, ValueError), match=message):
+        vis_optim.fourier_feature_visualisation(net, 0, image_size=16, **kwargs)

@@ -71,3 +71,20 @@ def test_to_numpy_image_layouts():
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_show_attributions_draws_one_row_per_image_and_a_scale_per_method():
+    images = torch.rand(2, 3, 8, 8)
+    maps = {"signed": torch.randn(2, 8, 8), "positive": torch.rand(2, 8, 8)}
+    fig = viz.show_attributions(images, maps, row_titles=["a", "b"], title="t")
+    image_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(image_axes) == 2 * 3
+    assert len(fig.axes) - len(image_axes) == 2  # one colour bar per method
+    signed = fig.axes[1].images[1]
+    assert signed.get_clim()[0] == -signed.get_clim()[1]  # symmetric scale
+    assert fig.axes[2].images[1].get_clim()[0] == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        viz.show_attributions(images, {"bad": torch.rand(2, 4, 4)})
+    with pytest.raises(ValueError, match="row titles"):
+        viz.show_attributions(images, maps, row_titles=["only one"])
+    plt.close(fig)

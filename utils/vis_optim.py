@@ -3,7 +3,9 @@
 Gradient ascent on the input image, plain or regularised (jitter, blur, L2 and total
 variation penalties, as in Olah et al., Distill 2017), plus the ImageNet normalisation a
 pretrained VGG16 expects and the preprocessing of a photograph for it. Explained in
-``chapters/06_vgg16_feature_maps.ipynb``; tested in ``tests/test_vis_optim.py``.
+``chapters/06_vgg16_feature_maps.ipynb``; the Fourier-parameterised, decorrelated,
+transformation-robust version (``fourier_feature_visualisation``) in
+``chapters/07_attribution.ipynb``. Tested in ``tests/test_vis_optim.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .models import IMAGENET_MEAN, IMAGENET_STD, VGG16_LAYERS
 __all__ = [
     "imagenet_normalise", "imagenet_denormalise", "preprocess_for_vgg",
     "truncate_after", "gaussian_blur", "total_variation", "high_frequency_fraction",
-    "AscentResult", "activation_maximisation",
+    "AscentResult", "activation_maximisation", "fourier_feature_visualisation",
 ]
 
 
@@ -332,3 +334,135 @@ def activation_maximisation(
     final = x.detach()
     image = imagenet_denormalise(final)[0].clamp(0.0, 1.0).float().cpu()
     return AscentResult(image=image, normalised=final.float().cpu(), history=history)
+
+
+# Lucid's colour correlation of ImageNet (Olah et al., Distill 2017): the square root
+# of the covariance of RGB values, so that independent parameters become correlated
+# colours; normalised so that its largest column has length 1.
+# (NumPy, not torch: no tensor operation may run at import, see repro.use_portable_cpu)
+_COLOUR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05],
+                         [0.27, -0.09, 0.03]])
+_COLOUR_SQRT = _COLOUR_SQRT / np.linalg.norm(_COLOUR_SQRT, axis=0).max()
+
+
+def _fourier_image(spectrum: torch.Tensor, scale: torch.Tensor, size: int
+                   ) -> torch.Tensor:
+    """Spectrum parameters (3, size, size//2+1, 2) → RGB image (1, 3, size, size) in
+    (0, 1): scaled inverse FFT, colour decorrelation, sigmoid."""
+    coefficients = torch.view_as_complex(spectrum.contiguous()) * scale
+    decorrelated = torch.fft.irfft2(coefficients, s=(size, size), norm="ortho")
+    mixing = torch.from_numpy(_COLOUR_SQRT).to(decorrelated)
+    colours = torch.einsum("ij,jhw->ihw", mixing, decorrelated)
+    return torch.sigmoid(colours)[None]
+
+
+def _random_transform(image: torch.Tensor, generator: torch.Generator, jitter: int,
+                      scales: tuple[float, ...], degrees: float) -> torch.Tensor:
+    """Transformation robustness: a random shift (up to ``jitter`` px), scale (one of
+    ``scales``) and rotation (up to ±``degrees``), as one affine resampling."""
+    shift = torch.randint(-jitter, jitter + 1, (2,), generator=generator)
+    scale = scales[int(torch.randint(len(scales), (1,), generator=generator))]
+    angle = math.radians(degrees) * (2 * float(torch.rand(1, generator=generator,
+                                                          dtype=torch.float64)) - 1)
+    size = image.shape[-1]
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    theta = torch.tensor([[cos, -sin, 2 * float(shift[1]) / size],
+                          [sin, cos, 2 * float(shift[0]) / size]],
+                         dtype=image.dtype, device=image.device)[None]
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection",
+                         align_corners=False)
+
+
+def fourier_feature_visualisation(
+    model: nn.Module,
+    channel: int,
+    *,
+    image_size: int = 64,
+    steps: int = 48,
+    lr: float = 0.05,
+    decay_power: float = 1.0,
+    jitter: int = 4,
+    scales: tuple[float, ...] = (0.95, 1.0, 1.05),
+    degrees: float = 5.0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> AscentResult:
+    """Feature visualisation "done right" (Olah, Mordvintsev & Schubert, Distill
+    2017): maximise one channel's mean activation over an image parameterised in a
+    decorrelated space, with transformation robustness.
+
+    * Fourier basis: the parameters are the image's 2-D spectrum, each frequency f
+      scaled by 1/max(|f|, 1/size)^``decay_power``, so all frequencies are equally easy
+      to change and gradient steps no longer favour the high ones.
+    * Colour decorrelation: three independent channels mixed by the square root of
+      ImageNet's colour covariance, then a sigmoid keeps pixels in (0, 1).
+    * Transformation robustness: every step sees the image randomly shifted (up to
+      ``jitter`` px), scaled (one of ``scales``) and rotated (up to ±``degrees``).
+
+    ``model`` maps a normalised (1, 3, H, W) image to (1, C, h, w) (see
+    ``truncate_after``). Adam with learning rate ``lr`` on the spectrum; random numbers
+    from a generator seeded with ``seed``; the computation runs in ``dtype`` on a copy
+    of the model (float64 by default, as ``activation_maximisation``). ``history``
+    holds the channel's mean activation on the untransformed image before each step
+    and after the last. Compared with plain and regularised ascent in
+    ``chapters/07_attribution.ipynb``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    channel = _check_int(channel, "channel", 0)
+    image_size = _check_int(image_size, "image_size", 8)
+    steps = _check_int(steps, "steps", 1)
+    jitter = _check_int(jitter, "jitter", 0)
+    _check_int(seed, "seed", 0)
+    lr = _check_non_negative(lr, "lr")
+    decay_power = _check_non_negative(decay_power, "decay_power")
+    degrees = _check_non_negative(degrees, "degrees")
+    if lr == 0:
+        raise ValueError("lr must be > 0")
+    if jitter >= image_size // 2:
+        raise ValueError(f"jitter must be < image_size // 2 = {image_size // 2}, "
+                         f"got {jitter}")
+    if not scales or any(isinstance(s, bool) or not isinstance(s, (int, float))
+                         or not s > 0 for s in scales):
+        raise ValueError(f"scales must be positive numbers, got {scales!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    if parameter is not None and parameter.dtype != dtype:
+        model = copy.deepcopy(model).to(dtype)
+    generator = torch.Generator().manual_seed(seed)
+    fy = torch.fft.fftfreq(image_size, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(image_size, dtype=torch.float64)[None, :]
+    frequency = torch.sqrt(fx**2 + fy**2).clamp_min(1.0 / image_size)
+    scale = (1.0 / frequency**decay_power).to(device, dtype)
+    start = 0.01 * torch.randn((3, image_size, image_size // 2 + 1, 2),
+                               generator=generator, dtype=torch.float64)
+    spectrum = start.to(device, dtype).requires_grad_(True)
+    optimiser = torch.optim.Adam([spectrum], lr=lr)
+
+    def channel_mean(image: torch.Tensor) -> torch.Tensor:
+        output = model(imagenet_normalise(image))
+        if output.dim() != 4 or not channel < output.shape[1]:
+            raise ValueError(f"model output has shape {tuple(output.shape)}; channel "
+                             f"{channel} does not exist")
+        return output[0, channel].mean()
+
+    history = []
+    for _ in range(steps):
+        image = _fourier_image(spectrum, scale, image_size)
+        with torch.no_grad():
+            history.append(float(channel_mean(image)))
+        transformed = _random_transform(image, generator, jitter, tuple(scales),
+                                        degrees)
+        (gradient,) = torch.autograd.grad(channel_mean(transformed), spectrum)
+        optimiser.zero_grad()
+        spectrum.grad = -gradient  # Adam minimises: ascend the activation
+        optimiser.step()
+    with torch.no_grad():
+        final = _fourier_image(spectrum, scale, image_size)
+        history.append(float(channel_mean(final)))
+        normalised = imagenet_normalise(final)
+    return AscentResult(image=final[0].float().cpu(),
+                        normalised=normalised.float().cpu(), history=history)

@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["image_grid", "show_kernels", "show_feature_maps", "show_images",
-           "show_rgb_kernels", "to_numpy_image"]
+           "show_rgb_kernels", "show_attributions", "to_numpy_image"]
 
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "viridis"
@@ -168,3 +168,61 @@ def show_rgb_kernels(
     scaled = 0.5 + kernels.detach().cpu() / (2 * limit)
     return image_grid(_as_panels(scaled, "kernels"), titles=titles, ncols=ncols,
                       title=title, panel_size=1.0)
+
+
+def show_attributions(
+    images, maps: dict[str, torch.Tensor], *, row_titles: Sequence[str] | None = None,
+    title: str = "", panel_size: float = 1.5, alpha: float = 0.6,
+) -> Figure:
+    """Attribution maps of several methods beside the images they explain.
+
+    ``images``: (N, H, W) grey or (N, 3, H, W) RGB in [0, 1]. ``maps``: method name →
+    (N, H, W) map (sum a (N, C, H, W) attribution over channels first). Each method
+    gets one colour scale for all its images, with a colour bar: symmetric and
+    diverging (white = 0) for a signed map, [0, max] sequential for a map ≥ 0. Maps are
+    drawn over a grey copy of the image with transparency ``alpha``.
+    """
+    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim in (3, 4):
+        panels = [to_numpy_image(image) for image in images]  # one panel per image
+    else:
+        panels = _as_panels(images, "images")
+    if not isinstance(maps, dict) or not maps:
+        raise ValueError("maps must be a non-empty dict of method name -> (N, H, W)")
+    arrays = {}
+    for name, values in maps.items():
+        array = values.detach().cpu().double().numpy() if isinstance(
+            values, torch.Tensor) else np.asarray(values, dtype=np.float64)
+        if array.shape != (len(panels), *panels[0].shape[:2]):
+            raise ValueError(f"map {name!r} has shape {array.shape}; expected "
+                             f"{(len(panels), *panels[0].shape[:2])}")
+        arrays[name] = array
+    if row_titles is not None and len(row_titles) != len(panels):
+        raise ValueError(f"got {len(row_titles)} row titles for {len(panels)} images")
+    nrows, ncols = len(panels), len(arrays) + 1
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
+                             figsize=(panel_size * ncols + 0.3,
+                                      panel_size * nrows + (0.8 if title else 0.5)))
+    for row, panel in enumerate(panels):
+        grey = panel if panel.ndim == 2 else panel @ np.array([0.299, 0.587, 0.114])
+        axes[row, 0].imshow(np.clip(panel, 0, 1), cmap="gray", vmin=0, vmax=1,
+                            interpolation="nearest")
+        axes[row, 0].set_title(row_titles[row] if row_titles else "image", fontsize=8)
+        for column, (name, array) in enumerate(arrays.items(), start=1):
+            signed = bool((array < 0).any())
+            limit = float(np.abs(array).max()) or 1.0
+            ax = axes[row, column]
+            ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            shown = ax.imshow(array[row], cmap=DIVERGING if signed else SEQUENTIAL,
+                              vmin=-limit if signed else 0.0, vmax=limit, alpha=alpha,
+                              interpolation="nearest")
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+            if row == nrows - 1:
+                fig.colorbar(shown, ax=axes[:, column], orientation="horizontal",
+                             fraction=0.05, pad=0.02, aspect=12)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,174 @@
+"""A classifier head for the offline VGG16: a linear probe on its conv5_3 features.
+
+The offline VGG16 weights are the 13 convolutional layers only, so there are no
+ImageNet class scores. A *linear probe* is transfer learning at its simplest: freeze
+the pretrained layers, global-average-pool the last feature maps (relu5_3) into 512
+numbers per image, and train one linear layer on labelled images the course has
+offline, the CIFAR-10 sample, upsampled to ``PROBE_SIZE`` pixels. The same probe on a
+randomly initialised VGG16 shows how much of the accuracy comes from pretraining.
+Derived in ``chapters/07_attribution.ipynb``.
+
+Extracting the features is the slow part, so ``probe_features`` caches them under
+``data/`` (recomputed when the file is missing or unreadable), the way
+``utils.train.load_or_train_tinycnn`` caches TinyCNN's weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import cifar10_sample, data_dir
+from .models import IMAGENET_MEAN, IMAGENET_STD, vgg16_features
+from .repro import seed_everything
+
+__all__ = ["PROBE_SIZE", "PROBE_LAYER", "N_PROBE_TRAIN", "cifar_probe_split",
+           "cifar_probe_images", "gap_features", "probe_features", "fit_linear_probe",
+           "VGG16Classifier"]
+
+PROBE_SIZE = 48  # CIFAR's 32×32 images, upsampled ×1.5
+PROBE_LAYER = 30  # features[:30] ends with relu5_3 (features[29])
+N_PROBE_TRAIN = 1000  # of the 1,398 sample images; the other 398 are held out
+
+
+def cifar_probe_split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the CIFAR-10 sample for training (1,000) and held-out testing (398),
+    from a random permutation drawn with ``seed``."""
+    _, labels = cifar10_sample()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    return order[:N_PROBE_TRAIN], order[N_PROBE_TRAIN:]
+
+
+def cifar_probe_images(size: int = PROBE_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CIFAR-10 sample as VGG16 input: float32 (1398, 3, size, size), resized
+    (bilinear, antialiased) and normalised with the ImageNet mean and standard
+    deviation; and the labels (1398,)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
+        raise ValueError(f"size must be an int >= 32, got {size!r}")
+    images, labels = cifar10_sample()
+    pixels = images.float() / 255
+    if size != pixels.shape[-1]:
+        pixels = F.interpolate(pixels, size=(size, size), mode="bilinear",
+                               antialias=True, align_corners=False).clamp(0, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (pixels - mean) / std, labels
+
+
+class VGG16Classifier(nn.Module):
+    """VGG16 ``features`` up to relu5_3, global average pooling, and a linear head:
+    logits (N, classes) for normalised images (N, 3, H, W).
+
+    The ReLUs are not in-place (attribution methods hook them). ``head`` is an
+    ``nn.Linear(512, classes)``, e.g. from ``fit_linear_probe``.
+    """
+
+    def __init__(self, features: nn.Sequential, head: nn.Linear):
+        super().__init__()
+        if not isinstance(features, nn.Sequential) or len(features) < PROBE_LAYER:
+            raise TypeError("features must be VGG16's features (an nn.Sequential of 31 "
+                            "layers)")
+        if not isinstance(head, nn.Linear) or head.in_features != 512:
+            raise TypeError("head must be an nn.Linear with 512 inputs")
+        self.features = features[:PROBE_LAYER]
+        for module in self.features:
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+@torch.no_grad()
+def gap_features(features: nn.Sequential, images: torch.Tensor,
+                 batch_size: int = 100) -> torch.Tensor:
+    """Global-average-pooled relu5_3 features (N, 512) of normalised images."""
+    trunk = nn.Sequential(*features[:PROBE_LAYER], nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten())
+    trunk.eval()
+    return torch.cat([trunk(batch) for batch in images.split(batch_size)])
+
+
+def _feature_file(pretrained: bool, size: int) -> Path:
+    kind = "imagenet" if pretrained else "random"
+    return data_dir() / f"vgg16_{kind}_cifar_sample_gap_{size}px.pt"
+
+
+def probe_features(pretrained: bool = True, size: int = PROBE_SIZE,
+                   path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (1398, 512) float32 features of the CIFAR-10 sample and its labels, from
+    the ImageNet VGG16 (``pretrained=True``) or a random one (torchvision's
+    initialisation after ``seed_everything(0)``), loaded from ``data/`` when cached.
+
+    An unreadable or mismatched cache file is deleted and rebuilt.
+    """
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be a bool, got {type(pretrained).__name__}")
+    path = Path(path) if path is not None else _feature_file(pretrained, size)
+    _, labels = cifar10_sample()
+    if path.exists():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            features = cached["features"]
+            if features.shape == (len(labels), 512) and torch.equal(
+                    cached["labels"], labels):
+                return features, labels
+        except Exception:  # unreadable: rebuild below
+            pass
+        path.unlink()
+    if not pretrained:
+        seed_everything(0)
+    trunk = vgg16_features(pretrained=pretrained)
+    images, _ = cifar_probe_images(size)
+    features = gap_features(trunk, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"features": features, "labels": labels}, tmp)
+    tmp.replace(path)
+    return features, labels
+
+
+def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int = 10,
+                     weight_decay: float = 1e-2, iterations: int = 100) -> nn.Linear:
+    """Multinomial logistic regression on standardised features, by full-batch L-BFGS
+    in float64: minimise mean cross-entropy + ``weight_decay``·|W|².
+
+    Deterministic (no mini-batches, no random start: the weights start at zero). The
+    standardisation (per-feature mean and standard deviation of ``features``) is
+    folded into the returned ``nn.Linear(512, classes)``, which takes raw features and
+    is float32.
+    """
+    if not isinstance(features, torch.Tensor) or features.dim() != 2:
+        raise ValueError("features must be a tensor of shape (N, D)")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (features.shape[0],):
+        raise ValueError(f"labels must be a tensor of {features.shape[0]} class "
+                         f"indices")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    x = features.double()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
+    z = (x - mean) / std
+    weight = torch.zeros(classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=iterations,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.cross_entropy(z @ weight.T + bias, labels) \
+            + weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    head = nn.Linear(x.shape[1], classes)
+    with torch.no_grad():
+        folded = weight.detach() / std
+        head.weight.copy_(folded)
+        head.bias.copy_(bias.detach() - folded @ mean)
+    return head
