@@ -1,6 +1,7 @@
 # One-command workflows; each creates .venv from the pinned requirements if needed.
 #   make book     build the website into _build/html (warnings are errors)
 #   make test     run every test: unit tests, all notebooks (nbval), website build
+#   make unit     run only the fast unit tests (pytest -m unit; under a minute)
 #   make lab      open the course in JupyterLab
 #   make execute  re-execute notebooks in place (authors, after a change)
 #   make student  generate the student versions of the labs into student/
@@ -39,6 +40,10 @@ book: venv
 test: data
 	$(MAKE) book
 	$(BIN)/python -m pytest
+
+# Fast feedback while editing utils/: no notebooks, no browser, no slow suites.
+unit: data
+	$(BIN)/python -m pytest tests -m unit -p no:nbval -o addopts="-p no:cacheprovider -ra"
 
 lab: data
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -50,3 +50,31 @@ def browser(chromium_path):
         chromium = p.chromium.launch(executable_path=chromium_path, headless=True)
         yield chromium
         chromium.close()
+
+
+# --------------------------------------------------------------------------------------
+# Markers: every test gets one kind, so that `make unit` can run the fast ones alone
+# (`pytest -m unit`); `make test` runs everything. Registered in pyproject.toml.
+# --------------------------------------------------------------------------------------
+
+BROWSER_MODULES = {"test_browser", "test_explorer", "test_accessibility"}
+# Modules that execute notebooks, build environments, or train and ascend at full size
+SLOW_MODULES = {"test_labs", "test_colab_setup", "test_notebook_checks",
+                "test_offline_guard", "test_lab03_04_numbers", "test_chapter05_numbers",
+                "test_chapter06_numbers", "test_chapter07_numbers"}
+SLOW_TESTS = {"test_portable_mode_gives_the_same_weights_on_two_simulated_cpus",
+              "test_portable_mode_refuses_to_start_too_late", "test_fft_gradcheck"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebooks)
+            continue
+        module = item.path.stem
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+        elif module in SLOW_MODULES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        else:
+            item.add_marker(pytest.mark.unit)

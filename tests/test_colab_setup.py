@@ -71,7 +71,7 @@ COLAB_PACKAGES = (
     "ipykernel", "nbclient", "nbformat", "packaging",
 )
 # Colab lacks these; the set-up cell must install them from requirements-colab.txt.
-EXPECTED_NEW = ("scikit-image", "ipywidgets", "captum")
+EXPECTED_NEW = ("scikit-image", "ipywidgets")
 NOTEBOOKS = ("chapters/00_getting_started.ipynb", "chapters/02_classic_kernels.ipynb")
 PROTECTED = ("torch", "torchvision")
 CLONE_NAME = "cnn-kernels-course"  # the folder SETUP_CELL clones into

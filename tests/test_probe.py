@@ -125,3 +125,14 @@ def test_feature_cache_is_written_reused_and_rebuilt(tmp_path, monkeypatch):
     assert calls == [1398, 1398] and torch.equal(third, first)
     with pytest.raises(TypeError, match="pretrained"):
         probe.probe_features("yes", path=path)
+
+
+def test_random_vgg16_has_torchvisions_variance_and_is_seeded():
+    first, again = probe.random_vgg16_features(0), probe.random_vgg16_features(0)
+    other = probe.random_vgg16_features(1)
+    conv = first[28]
+    fan_out = conv.weight.shape[0] * 9
+    assert abs(float(conv.weight.double().var()) * fan_out / 2 - 1) < 0.02
+    assert float(conv.bias.abs().max()) == 0.0
+    assert torch.equal(first[0].weight, again[0].weight)
+    assert not torch.equal(first[0].weight, other[0].weight)

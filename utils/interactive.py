@@ -547,6 +547,10 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     colors = _check_int(colors, "colors", 2)
     if colors > 256:
         raise ValueError(f"colors must be at most 256 (a PNG palette), got {colors}")
+    if alt is None:
+        alt = "Animation: " + _figure_description(animation._fig)
+    if not isinstance(alt, str) or not alt.strip():
+        raise ValueError("alt must be a non-empty text describing the animation")
     interval_ms = getattr(animation, "_interval", 200)  # FuncAnimation's interval
     writer = _CompactHTMLWriter(colors, fps=1000 / interval_ms,
                                 default_mode=default_mode,
@@ -559,10 +563,6 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     if match is None:
         raise RuntimeError("unexpected HTMLWriter output: no animation id found")
     random_id = match.group(1)
-    if alt is None:
-        alt = "Animation: " + _figure_description(animation._fig)
-    if not isinstance(alt, str) or not alt.strip():
-        raise ValueError("alt must be a non-empty text describing the animation")
     html = html.replace(f'<img id="_anim_img{random_id}">',
                         f'<img id="_anim_img{random_id}" alt="{escape(alt)}">')
     html = html.replace(f'<input id="_anim_slider{random_id}" type="range"',

@@ -15,6 +15,7 @@ Extracting the features is the slow part, so ``probe_features`` caches them unde
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -23,11 +24,10 @@ from torch import nn
 
 from .data import cifar10_sample, data_dir
 from .models import IMAGENET_MEAN, IMAGENET_STD, vgg16_features
-from .repro import seed_everything
 
 __all__ = ["PROBE_SIZE", "PROBE_LAYER", "N_PROBE_TRAIN", "cifar_probe_split",
            "cifar_probe_images", "gap_features", "probe_features", "fit_linear_probe",
-           "VGG16Classifier"]
+           "random_vgg16_features", "VGG16Classifier"]
 
 PROBE_SIZE = 48  # CIFAR's 32×32 images, upsampled ×1.5
 PROBE_LAYER = 30  # features[:30] ends with relu5_3 (features[29])
@@ -94,6 +94,30 @@ def gap_features(features: nn.Sequential, images: torch.Tensor,
     return torch.cat([trunk(batch) for batch in images.split(batch_size)])
 
 
+def random_vgg16_features(seed: int = 0) -> nn.Sequential:
+    """VGG16 ``features`` with random weights that are the same on every CPU.
+
+    torchvision initialises VGG's convolutions with Kaiming-normal weights (variance
+    2/fan_out, fan_out = C_out·k²) and zero biases, but PyTorch's normal sampler rounds
+    differently on different processors, which changes the baseline's features and
+    accuracy. Here every weight is uniform with the same variance,
+    (2u − 1)·√(6/fan_out), with u drawn in float64 from a generator seeded with
+    ``seed`` (``torch.rand`` gives the same bits everywhere); biases are zero.
+    """
+    features = vgg16_features(pretrained=False)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in features:
+            if isinstance(module, nn.Conv2d):
+                weight = module.weight
+                fan_out = weight.shape[0] * weight.shape[2] * weight.shape[3]
+                uniform = torch.rand(weight.shape, generator=generator,
+                                     dtype=torch.float64)
+                weight.copy_((2 * uniform - 1) * math.sqrt(6.0 / fan_out))
+                module.bias.zero_()
+    return features
+
+
 def _feature_file(pretrained: bool, size: int) -> Path:
     kind = "imagenet" if pretrained else "random"
     return data_dir() / f"vgg16_{kind}_cifar_sample_gap_{size}px.pt"
@@ -102,8 +126,8 @@ def _feature_file(pretrained: bool, size: int) -> Path:
 def probe_features(pretrained: bool = True, size: int = PROBE_SIZE,
                    path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The (1398, 512) float32 features of the CIFAR-10 sample and its labels, from
-    the ImageNet VGG16 (``pretrained=True``) or a random one (torchvision's
-    initialisation after ``seed_everything(0)``), loaded from ``data/`` when cached.
+    the ImageNet VGG16 (``pretrained=True``) or a random one
+    (``random_vgg16_features(0)``), loaded from ``data/`` when cached.
 
     An unreadable or mismatched cache file is deleted and rebuilt.
     """
@@ -121,9 +145,7 @@ def probe_features(pretrained: bool = True, size: int = PROBE_SIZE,
         except Exception:  # unreadable: rebuild below
             pass
         path.unlink()
-    if not pretrained:
-        seed_everything(0)
-    trunk = vgg16_features(pretrained=pretrained)
+    trunk = vgg16_features(pretrained=True) if pretrained else random_vgg16_features(0)
     images, _ = cifar_probe_images(size)
     features = gap_features(trunk, images)
     path.parent.mkdir(parents=True, exist_ok=True)
