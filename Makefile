@@ -32,6 +32,7 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 
 data: venv
 	$(BIN)/python -m utils.data
+	$(BIN)/python -m utils.weights
 
 book: venv
 	$(BIN)/jupyter-book build . --all -W -n --keep-going

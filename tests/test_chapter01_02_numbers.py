@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from utils import conv, data, interactive, kernels, models
+from utils import arithmetic, conv, data, interactive, kernels, models
 
 # ----------------------------------------------------------------------------------
 # Chapter 1: the convolution operation
@@ -94,15 +94,15 @@ def test_output_size_table_against_real_layers(n, k, s, p, d, expected):
     with torch.no_grad():
         assert layer(torch.zeros(1, 1, n, n)).shape[-2:] == (expected, expected)
     assert math.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1 == expected
-    assert conv.output_size(n, k, stride=s, padding=p, dilation=d) == expected
+    assert arithmetic.output_size(n, k, stride=s, padding=p, dilation=d) == expected
 
 
 def test_named_paddings_and_the_floor_example():
     for k in (3, 5, 7):
         n = 11
-        assert conv.output_size(n, k, padding=0) == n - (k - 1)  # valid shrinks
-        assert conv.output_size(n, k, padding=(k - 1) // 2) == n  # same keeps
-        assert conv.output_size(n, k, padding=k - 1) == n + (k - 1)  # full grows
+        assert arithmetic.output_size(n, k, padding=0) == n - (k - 1)  # valid shrinks
+        assert arithmetic.output_size(n, k, padding=(k - 1) // 2) == n  # same keeps
+        assert arithmetic.output_size(n, k, padding=k - 1) == n + (k - 1)  # full grows
     starts = list(range(0, 8 - 3 + 1, 3))  # n = 8, k = 3, s = 3
     assert starts == [0, 3]
     seen = {start + i for start in starts for i in range(3)}
@@ -143,28 +143,14 @@ def _receptive_fields(layers):
 
 
 def _gradient_side(layers, input_size):
-    """Side of the square of input pixels where the centre unit's gradient is non-zero,
-    in a float64 one-channel copy with positive weights and average pooling."""
-    copy = []
-    for layer in layers:
-        if isinstance(layer, nn.Conv2d):
-            new = nn.Conv2d(1, 1, layer.kernel_size, layer.stride, layer.padding,
-                            layer.dilation, bias=False).double()
-            nn.init.constant_(new.weight, 0.5)
-            copy.append(new)
-        elif isinstance(layer, nn.MaxPool2d):
-            copy.append(nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding))
-    x = torch.rand(1, 1, input_size, input_size, dtype=torch.float64,
-                   requires_grad=True)
-    out = nn.Sequential(*copy)(x)
-    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
-    rows, cols = np.nonzero(x.grad[0, 0].numpy())
-    side = rows.max() - rows.min() + 1
-    assert cols.max() - cols.min() + 1 == side
-    box = x.grad[0, 0, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    assert (box != 0).all()  # non-zero exactly inside the square
-    ratio = float(box.abs().min() / box.abs().max())
-    return int(side), ratio
+    """Side of the square where the centre unit's gradient is non-zero (geometry copy
+    of ``utils.arithmetic``), and the smallest over the largest |gradient| inside."""
+    gradient = arithmetic.centre_unit_gradient(arithmetic.geometry_copy(layers),
+                                               input_size)
+    (top, left), side, filled = arithmetic.non_zero_square(gradient)
+    assert filled  # non-zero exactly inside the square
+    box = gradient[top:top + side, left:left + side]
+    return side, float(box.min() / box.max())
 
 
 def test_small_stack_receptive_field():
@@ -172,7 +158,7 @@ def test_small_stack_receptive_field():
              nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, padding=1)]
     assert [r for _, r, _ in _receptive_fields(stack)] == [3, 5, 6, 10]
     assert _gradient_side(stack, 16)[0] == 10
-    assert conv.receptive_field(nn.Sequential(*stack)) == 10
+    assert arithmetic.receptive_field(nn.Sequential(*stack)) == 10
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +178,8 @@ def test_vgg16_geometry_and_receptive_fields(torchvision_vgg16_features):
     assert [r for _, r, _ in table] == [3, 5, 6, 10, 14, 16, 24, 32, 40, 44, 60, 76, 92,
                                         100, 132, 164, 196, 212]
     assert [j for _, _, j in table][-2:] == [16, 32]
-    assert conv.receptive_field(torchvision_vgg16_features[:29]) == 196
-    assert conv.receptive_field(torchvision_vgg16_features) == 212
+    assert arithmetic.receptive_field(torchvision_vgg16_features[:29]) == 196
+    assert arithmetic.receptive_field(torchvision_vgg16_features) == 212
 
 
 def test_vgg16_receptive_fields_by_the_gradient_method(torchvision_vgg16_features):
@@ -254,7 +240,7 @@ def test_chapter1_exercises():
     assert _receptive_fields(deeper)[-1][1:] == (276, 32)
     deepest = nn.Sequential(*deeper, nn.MaxPool2d(2))
     assert _receptive_fields(deepest)[-1][1:] == (308, 64)
-    assert conv.receptive_field(deeper) == 276 and conv.receptive_field(deepest) == 308
+    assert arithmetic.receptive_field(deeper) == 276 and arithmetic.receptive_field(deepest) == 308
 
 
 # ----------------------------------------------------------------------------------

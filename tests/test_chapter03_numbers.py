@@ -14,6 +14,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.segmentation.deeplabv3 import ASPP as TorchvisionASPP
 
+from utils import arithmetic
+
 
 def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
@@ -148,15 +150,12 @@ def test_grouped_conv_is_concatenated_slices():
 
 
 def _footprint(dilations, size=31):
-    image = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
-    out = image
-    for d in dilations:
-        out = F.conv2d(out, torch.ones(1, 1, 3, 3, dtype=torch.float64), padding=d,
-                       dilation=d)
-    out[0, 0, size // 2, size // 2].backward()
-    grad = image.grad[0, 0]
-    rows, cols = torch.nonzero(grad, as_tuple=True)
-    return int(rows.max() - rows.min()) + 1, int((grad != 0).sum())
+    """Extent and number of input pixels that reach the centre unit of a stack of
+    3×3 convolutions with these dilations (``utils.arithmetic``'s gradient probe)."""
+    stack = [nn.Conv2d(1, 1, 3, padding=d, dilation=d) for d in dilations]
+    gradient = arithmetic.centre_unit_gradient(arithmetic.geometry_copy(stack), size)
+    _, side, _ = arithmetic.non_zero_square(gradient)
+    return side, int((gradient != 0).sum())
 
 
 def test_dilated_effective_kernel_and_same_padding():

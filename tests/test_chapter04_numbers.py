@@ -14,7 +14,7 @@ from scipy import signal
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils import conv, data, kernels, prune
+from utils import arithmetic, conv, data, fusion, kernels, prune
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def test_naive_loop_counts():
     assert 9 * 9 == 81                        # 9×9 input, 3×3 kernel, padding 1
-    assert conv.output_size(9, 3, padding=1) == 9
+    assert arithmetic.output_size(9, 3, padding=1) == 9
     assert 224 * 224 == 50_176
 
 
@@ -321,7 +321,7 @@ def test_fusion_formula_with_numpy():
         norm.bias.copy_(torch.from_numpy(beta))
         norm.running_mean.copy_(torch.from_numpy(mu))
         norm.running_var.copy_(torch.from_numpy(var))
-    fused = conv.fuse_conv_bn(layer.eval(), norm)
+    fused = fusion.fuse_conv_bn(layer.eval(), norm)
     np.testing.assert_allclose(fused.weight.detach().numpy(), w_fused, atol=1e-12)
     np.testing.assert_allclose(fused.bias.detach().numpy(), b_fused, atol=1e-12)
 

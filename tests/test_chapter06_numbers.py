@@ -11,13 +11,13 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from utils import conv, data, kernels, models
+from utils import arithmetic, data, kernels, models
+from utils.models import truncate_after
 from utils.vis_optim import (
     activation_maximisation,
     high_frequency_fraction,
     imagenet_normalise,
     preprocess_for_vgg,
-    truncate_after,
 )
 
 BLOCK_ENDS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
@@ -107,42 +107,18 @@ def test_layer_geometry_and_classifier():
         (512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)]
 
 
-def gradient_receptive_field(layers, input_size=224):
-    """Receptive field from gradients of a one-channel, all-averaging copy."""
-    probe = []
-    for layer in layers:
-        if isinstance(layer, nn.Conv2d):
-            c = nn.Conv2d(1, 1, layer.kernel_size, layer.stride, layer.padding,
-                          bias=False)
-            nn.init.constant_(c.weight, 1.0 / c.weight.numel())
-            probe.append(c)
-        elif isinstance(layer, nn.MaxPool2d):
-            probe.append(nn.AvgPool2d(layer.kernel_size, layer.stride))
-    probe = nn.Sequential(*probe).double()
-    x = torch.ones(1, 1, input_size, input_size, dtype=torch.float64,
-                   requires_grad=True)
-    out = probe(x)
-    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
-    rows = torch.nonzero(x.grad[0, 0].sum(dim=1))
-    cols = torch.nonzero(x.grad[0, 0].sum(dim=0))
-    height = int(rows.max() - rows.min() + 1)
-    width = int(cols.max() - cols.min() + 1)
-    assert height == width
-    return height
-
-
 def test_receptive_fields():
     features = models.vgg16_features(pretrained=False)
     expected = {"conv1_1": 3, "conv1_2": 5, "pool1": 6, "conv2_2": 14, "pool2": 16,
                 "conv3_3": 40, "pool3": 44, "conv4_3": 92, "pool4": 100,
                 "conv5_3": 196, "pool5": 212}
     names = {name: int(index) for index, name in models.VGG16_LAYERS.items()}
-    table = conv.receptive_field_table(features)
+    table = arithmetic.receptive_field_table(features)
     for name, field in expected.items():
         index = names[name]
-        assert gradient_receptive_field(features[: index + 1]) == field, name
+        assert arithmetic.measured_receptive_field(features[: index + 1]) == field, name
         assert table[index]["r"] == field, name
-    assert conv.receptive_field(features[:22]) == 92  # the exercise
+    assert arithmetic.receptive_field(features[:22]) == 92  # the exercise
     jumps = [table[i]["jump"] for i in BLOCK_ENDS.values()]
     assert jumps == [1, 2, 4, 8, 16]
     assert table[30]["jump"] == 32
@@ -311,7 +287,7 @@ def test_stride_two_conv_versus_pooling():
     strided = nn.Conv2d(64, 64, 3, stride=2, padding=1)
     assert strided(x).shape == nn.MaxPool2d(2)(x).shape == (1, 64, 112, 112)
     assert sum(p.numel() for p in strided.parameters()) == 36_928
-    assert conv.output_size(224, 3, stride=2, padding=1) == 112
+    assert arithmetic.output_size(224, 3, stride=2, padding=1) == 112
 
 
 # ------------------------------------------------------------------ activation max.

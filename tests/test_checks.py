@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from utils.checks import (CheckFailed, check_close, check_equal, check_shape,
-                          check_true, check_type)
+from utils.checks import CheckFailed, check_close, check_equal, check_shape, check_true, check_type
 
 
 def test_check_failed_is_an_assertion_error():

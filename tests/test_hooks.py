@@ -34,10 +34,9 @@ def test_hooks_are_removed_on_exit_and_on_exception():
     with capture_activations(net, "0"):
         assert hook_count(net) == 1
     assert hook_count(net) == 0
-    with pytest.raises(RuntimeError, match="boom"):
-        with capture_activations(net, ["0", "1"]):
-            assert hook_count(net) == 2
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), capture_activations(net, ["0", "1"]):
+        assert hook_count(net) == 2
+        raise RuntimeError("boom")
     assert hook_count(net) == 0
 
 
@@ -63,9 +62,8 @@ def test_unknown_layer_name_fails_before_any_hook():
     [("not a model", ["0"], TypeError), (nn.Linear(2, 2), [], ValueError)],
 )
 def test_bad_arguments(model, names, error):
-    with pytest.raises(error):
-        with capture_activations(model, names):
-            pass
+    with pytest.raises(error), capture_activations(model, names):
+        pass
 
 
 def test_capture_survives_a_following_inplace_relu():

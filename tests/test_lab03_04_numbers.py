@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import data, kernels, models, vis_optim
+from utils import data, kernels, models, vis_optim, weights
 
 # --------------------------------------------------------------------------------------
 # Lab 3: TinyCNN
@@ -101,7 +101,7 @@ BLOCKS = (2, 2, 3, 3, 3)
 
 @pytest.fixture(scope="module")
 def vgg_state():
-    return models.vgg16_state()
+    return weights.vgg16_state()
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_lab04_ascent_raises_activation_and_regularised_is_smoother(vgg_state):
 
     features = models.vgg16_features(pretrained=True)
     regularised = vis_optim.activation_maximisation(
-        vis_optim.truncate_after(features, "conv2_2"), 80, image_size=64, steps=20,
+        models.truncate_after(features, "conv2_2"), 80, image_size=64, steps=20,
         lr=0.1, jitter=2, blur_sigma=0.5, blur_every=2, l2=0.1, seed=0)
     assert history[0] + 5 < regularised.history[-1] < history[-1]  # lower activation
     assert high_frequency_share(regularised.image.numpy()) \

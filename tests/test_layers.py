@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.segmentation.deeplabv3 import ASPP as TorchvisionASPP
 
-from utils import conv as C
+from utils import arithmetic as A
 from utils.layers import ASPP, DepthwiseSeparableConv, layer_costs, total_costs
 
 quick = settings(max_examples=25, deadline=None, derandomize=True)
@@ -29,8 +29,8 @@ def test_separable_params_are_the_sum_of_conv_params(c_in, c_out, k, batch_norm)
     block = DepthwiseSeparableConv(c_in, c_out, k, padding=k // 2,
                                    batch_norm=batch_norm)
     bias = not batch_norm
-    expected = (C.conv_params(c_in, c_in, k, groups=c_in, bias=bias)
-                + C.conv_params(c_in, c_out, 1, bias=bias))
+    expected = (A.conv_params(c_in, c_in, k, groups=c_in, bias=bias)
+                + A.conv_params(c_in, c_out, 1, bias=bias))
     if batch_norm:
         expected += 2 * c_in + 2 * c_out  # BatchNorm γ and β
     assert _n_params(block) == expected
@@ -229,9 +229,20 @@ def test_costs_of_the_separable_block_and_aspp():
 def test_costs_validate_their_arguments():
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         total_costs(lambda x: x, (1, 4, 4))
-    with pytest.raises(ValueError, match=r"input_shape must be \(C, H, W\)"):
+    with pytest.raises(ValueError, match=r"input_shape must be 3 positive ints \(C, H, W\)"):
         total_costs(nn.Conv2d(1, 1, 3), (1, 1, 4, 4))
     with pytest.raises(ValueError, match="every size in input_shape must be positive"):
         total_costs(nn.Conv2d(1, 1, 1), (1, 0, 4))
-    with pytest.raises(ValueError, match="cannot count layer MaxPool2d"):
-        total_costs(nn.Sequential(nn.MaxPool2d(2)), (1, 4, 4))
+    with pytest.raises(ValueError, match="cannot count layer Upsample"):
+        total_costs(nn.Sequential(nn.Upsample(scale_factor=2)), (1, 4, 4))
+
+
+def test_max_pooling_and_flatten_cost_nothing_like_the_flop_counter():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8, 3))
+    rows = layer_costs(model, (1, 6, 6))
+    assert [(row["type"], row["macs"], row["flops"]) for row in rows[1:3]] == [
+        ("MaxPool2d", 0, 0), ("Flatten", 0, 0)]
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, 6, 6))
+    assert total_costs(model, (1, 6, 6))["flops"] == counter.get_total_flops() + 2 * 16 + 3

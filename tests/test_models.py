@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from utils import models
+from utils import models, repro, weights
 
 
 def test_tinycnn_architecture_and_parameter_count():
@@ -78,7 +78,7 @@ def test_pretrained_vgg16_weights_are_the_imagenet_ones():
     features = models.vgg16_features(pretrained=True)
     state = features.state_dict()
     assert sum(p.numel() for p in features.parameters()) == 14_714_688
-    assert models.state_digest(state) == models.VGG16_DIGEST
+    assert repro.state_digest(state) == weights.VGG16_DIGEST
     expected = torch.tensor([[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657],
                              [-0.6902, -0.0480, 0.4841]])
     torch.testing.assert_close(state["0.weight"][0, 0], expected, atol=1e-4, rtol=0)
@@ -86,26 +86,26 @@ def test_pretrained_vgg16_weights_are_the_imagenet_ones():
 
 
 def test_corrupt_cached_weights_are_detected_and_replaced(tmp_path, monkeypatch):
-    good = models.vgg16_state()  # from the real cache, via the pinned digest
+    good = weights.vgg16_state()  # from the real cache, via the pinned digest
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
-    path = tmp_path / models.VGG16_FILE
-    assert models._load_cached(path) is None
+    path = tmp_path / weights.VGG16_FILE
+    assert weights._load_cached(path) is None
     damaged = {k: v.clone() for k, v in good.items()}
     damaged["0.bias"][0] += 1.0
     torch.save(damaged, path)
-    assert models._load_cached(path) is None and not path.exists()
+    assert weights._load_cached(path) is None and not path.exists()
     path.write_bytes(b"truncated")
-    assert models._load_cached(path) is None and not path.exists()
+    assert weights._load_cached(path) is None and not path.exists()
     torch.save(good, path)
-    assert models._load_cached(path) is not None
+    assert weights._load_cached(path) is not None
 
 
 def test_state_digest_changes_with_any_value():
     state = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
     changed = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
     changed["b"][1, 1] = 1.0000001
-    assert models.state_digest(state) != models.state_digest(changed)
-    assert models.state_digest(state) == models.state_digest(dict(reversed(state.items())))
+    assert repro.state_digest(state) != repro.state_digest(changed)
+    assert repro.state_digest(state) == repro.state_digest(dict(reversed(state.items())))
 
 
 def test_lpips_conversion_layout():
@@ -117,7 +117,7 @@ def test_lpips_conversion_layout():
             "kernel": rng.random((3, 3, channels[i], channels[i + 1]), dtype=np.float32),
             "bias": rng.random(channels[i + 1], dtype=np.float32),
         }
-    state = models._convert_lpips(ckpt)
+    state = weights._convert_lpips(ckpt)
     kernel = ckpt["VGG16_0"]["Conv_0"]["kernel"]
     np.testing.assert_array_equal(state["0.weight"][5, 2].numpy(), kernel[:, :, 2, 5])
     models.vgg16_features(pretrained=False).load_state_dict(state)
@@ -125,15 +125,15 @@ def test_lpips_conversion_layout():
 
 def test_restricted_unpickler_refuses_code():
     payload = pickle.dumps({"x": np.arange(3, dtype=np.float32)})
-    loaded = models._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+    loaded = weights._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
     np.testing.assert_array_equal(loaded["x"], [0, 1, 2])
     evil = pickle.dumps(print)
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        models._NumpyOnlyUnpickler(io.BytesIO(evil)).load()
+        weights._NumpyOnlyUnpickler(io.BytesIO(evil)).load()
 
 
 def test_vgg16_features_rejects_bad_argument():
     with pytest.raises(TypeError, match="pretrained must be a bool"):
         models.vgg16_features(pretrained="yes")
     with pytest.raises(ValueError, match="source must be"):
-        models.vgg16_state(source="hub")
+        weights.vgg16_state(source="hub")

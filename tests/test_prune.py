@@ -138,7 +138,8 @@ def test_channels_to_keep_matches_a_numpy_ranking(sizes, fraction, seed):
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda n: prune.channels_to_keep([n[1].weight], 1.0), ValueError, "[0, 1)"),
-    (lambda n: prune.channels_to_keep([n[1].weight], "half"), TypeError, "float"),
+    (lambda n: prune.channels_to_keep([n[1].weight], "half"), TypeError,
+         "prune_fraction must be a number"),
     (lambda n: prune.channels_to_keep(n[1].weight, 0.5), TypeError, "list"),
     (lambda n: prune.channels_to_keep([torch.ones(2, 2)], 0.5), ValueError, "1-D"),
     (lambda n: prune.prune_conv_bn_channels(n[0], n[5], n[4], [0]), ValueError,
@@ -167,7 +168,8 @@ def test_channels_to_keep_matches_a_numpy_ranking(sizes, fraction, seed):
      "does not act per channel"),
     (lambda n: prune.slim_sequential(nn.Sequential(n[2], n[9]), 0.5), ValueError,
      "no Conv2d"),
-    (lambda n: prune.network_macs(n, (1, 0, 8)), ValueError, "positive ints"),
+    (lambda n: prune.network_macs(n, (1, 0, 8)), ValueError,
+         "every size in input_shape must be positive"),
     (lambda n: prune.channels_to_keep([n[1].weight], 0.5, "net"), ValueError,
      "'global' or 'layer'"),
     (lambda n: prune.network_macs("net", (1, 8, 8)), TypeError, "nn.Module"),

@@ -96,7 +96,7 @@ for step in range(30):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-print(repro.portable_cpu_active(), models.state_digest(net.state_dict()))
+print(repro.portable_cpu_active(), repro.state_digest(net.state_dict()))
 """
 # Two simulated processors: this machine as it is, and one limited to SSE4 (PyTorch's
 # non-vectorised kernels, MKL's SSE4.2 code, oneDNN's SSE4.1 code). They differ on any
@@ -155,5 +155,5 @@ def test_portable_requested_reads_the_environment(monkeypatch):
 
 
 def test_portable_must_be_a_bool():
-    with pytest.raises(TypeError, match="portable must be True or False"):
+    with pytest.raises(TypeError, match="portable must be a bool"):
         repro.seed_everything(0, portable="yes")

@@ -15,13 +15,14 @@ randomisation, rank correlation) are the chapter's tests of the methods.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import validate
 
 __all__ = [
     "saliency", "smoothgrad", "guided_backprop", "grad_cam", "integrated_gradients",
@@ -93,12 +94,6 @@ def _check_target(target: object, n: int, device: torch.device) -> torch.Tensor:
                     f"{type(target).__name__}")
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 @contextmanager
 def _as_found(model: nn.Module) -> Iterator[None]:
     """Freeze the parameters while a method runs, then restore ``requires_grad``,
@@ -164,11 +159,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, *,
     model = _check_model(model)
     x = _check_input(model, x)
     target = _check_target(target, x.shape[0], x.device)
-    samples = _check_positive_int(samples, "samples")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) \
-            or not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a number >= 0 (a fraction of the input "
-                         f"range), got {noise!r}")
+    samples = validate.integer(samples, "samples", 1)
+    noise = validate.real(noise, "noise (a fraction of the input range)", minimum=0)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     elif not isinstance(generator, torch.Generator):
@@ -290,8 +282,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int | torch.
     model = _check_model(model)
     x = _check_input(model, x)
     target = _check_target(target, x.shape[0], x.device)
-    steps = _check_positive_int(steps, "steps")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    steps = validate.integer(steps, "steps", 1)
+    batch_size = validate.integer(batch_size, "batch_size", 1)
     if baseline is None:
         baseline = torch.zeros_like(x)
     elif not isinstance(baseline, torch.Tensor) or baseline.shape != x.shape:
@@ -339,7 +331,7 @@ def deletion_curve(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor
     model = _check_model(model)
     x = _check_input(model, x)
     target = _check_target(target, x.shape[0], x.device)
-    steps = _check_positive_int(steps, "steps")
+    steps = validate.integer(steps, "steps", 1)
     if not isinstance(importance, torch.Tensor):
         raise TypeError("importance must be a tensor")
     if importance.dim() == 4:

@@ -1,33 +1,29 @@
-"""Convolution arithmetic and four implementations of a 2-D convolution.
+"""Four implementations of a 2-D convolution, each with the values of ``F.conv2d``.
 
-The formulas (output size, receptive field, parameter and multiply-accumulate counts)
-are derived in ``chapters/01_convolution_operation.ipynb`` and
-``chapters/03_convolution_types.ipynb``; the implementations (naive loops, im2col +
-one matrix multiply, Winograd F(2×2, 3×3), FFT by the convolution theorem) and
-Conv-BN fusion in ``chapters/04_fast_convolution.ipynb``. Like ``F.conv2d``, every
-convolution here is a cross-correlation (the kernel is not flipped);
-``conv2d_winograd`` and, for small images, ``conv2d_im2col`` return their result in
-channels-last memory format (same values, call ``.contiguous()`` for NCHW storage).
-``tests/test_conv.py`` checks each function against PyTorch and SciPy;
-``benchmarks/conv_bench.py`` times them.
+Naive loops over output positions (``chapters/01_convolution_operation.ipynb``), and in
+``chapters/04_fast_convolution.ipynb``: im2col + one matrix multiply, Winograd
+F(2×2, 3×3), and FFT by the convolution theorem. Like ``F.conv2d``, every convolution
+here is a cross-correlation (the kernel is not flipped); ``conv2d_winograd`` and, for
+small images, ``conv2d_im2col`` return their result in channels-last memory format
+(same values, call ``.contiguous()`` for NCHW storage). Sizes and costs are in
+``utils.arithmetic``, Conv-BN fusion in ``utils.fusion``. ``tests/test_conv.py`` checks
+each function against PyTorch and SciPy; ``benchmarks/conv_bench.py`` times them.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from . import validate
 
 __all__ = [
-    "output_size", "transposed_output_size", "receptive_field",
-    "receptive_field_table", "conv_params", "conv_macs", "im2col", "conv2d_naive",
-    "conv2d_im2col", "conv2d_winograd", "winograd_tile", "conv2d_fft", "fuse_conv_bn",
-    "WINOGRAD_G", "WINOGRAD_BT", "WINOGRAD_AT",
+    "im2col", "conv2d_naive", "conv2d_im2col", "conv2d_winograd", "winograd_tile",
+    "conv2d_fft", "WINOGRAD_G", "WINOGRAD_BT", "WINOGRAD_AT",
 ]
 
 IntPair = int | tuple[int, int]
@@ -51,70 +47,8 @@ _WINOGRAD_BLOCK = 1 << 20
 # to run fast, so conv2d_im2col makes one product over all pixels of the batch.
 _SMALL_IMAGE = 1024
 
-# Layers that act on each position (and channel) separately: they keep the geometry,
-# so they leave the receptive field and the jump unchanged.
-_POINTWISE_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid,
-    nn.Tanh, nn.Softplus, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d,
-)
-_WINDOW_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
-
-# --------------------------------------------------------------------------- checks
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    """``value`` as an int (NumPy integers accepted) that is at least ``minimum``.
-
-    The one integer check of ``utils``: ``layers``, ``interactive`` and ``vis_optim``
-    use it too.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        bound = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return int(value)
-
-
-def _check_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(
-                f"{name} must be an int or a pair of ints, got {len(value)} values "
-                f"{tuple(value)}")
-        return (_check_int(value[0], name, minimum),
-                _check_int(value[1], name, minimum))
-    value = _check_int(value, name, minimum)
-    return (value, value)
-
-
-def _check_tensor(value: Any, name: str, layout: str) -> Tensor:
-    """Check that ``value`` is a floating-point tensor with one dimension per letter."""
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if value.dim() != len(layout):
-        raise ValueError(
-            f"{name} must be a {len(layout)}-D tensor ({', '.join(layout)}), got shape "
-            f"{tuple(value.shape)} ({value.dim()}-D)")
-    if value.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
-    if not value.is_floating_point():
-        raise ValueError(
-            f"{name} must be a floating-point tensor (F.conv2d wants float), got dtype "
-            f"{value.dtype}")
-    return value
-
-
-def _check_fits(n: int, kernel: int, padding_total: int, dilation: int,
-                axis: str) -> None:
-    effective = dilation * (kernel - 1) + 1
-    if effective > n + padding_total:
-        raise ValueError(
-            f"kernel larger than padded input along {axis}: effective kernel "
-            f"d(k-1)+1 = {effective} > padded input {n} + {padding_total} = "
-            f"{n + padding_total}")
+# ----------------------------------------------------------------------- geometry
 
 
 class _Geometry(NamedTuple):
@@ -146,19 +80,21 @@ def _padding(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int],
         total_h, total_w = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
         return (total_h // 2, total_h - total_h // 2, total_w // 2,
                 total_w - total_w // 2)
-    pad_h, pad_w = _check_pair(padding, "padding", 0)
+    pad_h, pad_w = validate.integer_pair(padding, "padding", 0)
     return (pad_h, pad_h, pad_w, pad_w)
 
 
 def _window_geometry(x: Tensor, kernel: tuple[int, int], stride: IntPair,
                      padding: Padding, dilation: IntPair, groups: int) -> _Geometry:
     """Check stride, padding and dilation and compute the output size of a window."""
-    stride = _check_pair(stride, "stride", 1)
-    dilation = _check_pair(dilation, "dilation", 1)
+    stride = validate.integer_pair(stride, "stride", 1)
+    dilation = validate.integer_pair(dilation, "dilation", 1)
     pads = _padding(padding, kernel, stride, dilation)
     height, width = x.shape[2], x.shape[3]
-    _check_fits(height, kernel[0], pads[0] + pads[1], dilation[0], "height")
-    _check_fits(width, kernel[1], pads[2] + pads[3], dilation[1], "width")
+    validate.window_fits(height, kernel[0], pads[0] + pads[1], dilation[0], "height")
+    validate.window_fits(width, kernel[1], pads[2] + pads[3], dilation[1], "width")
+    validate.allocation((*x.shape[:2], height + pads[0] + pads[1],
+                         width + pads[2] + pads[3]), x.dtype, "the zero-padded input")
     out_h = (height + pads[0] + pads[1] - dilation[0] * (kernel[0] - 1) - 1)
     out_w = (width + pads[2] + pads[3] - dilation[1] * (kernel[1] - 1) - 1)
     return _Geometry(stride, dilation, pads, groups, out_h // stride[0] + 1,
@@ -169,12 +105,12 @@ def _conv_geometry(input: Tensor, weight: Tensor, bias: Tensor | None,
                    stride: IntPair, padding: Padding, dilation: IntPair,
                    groups: int) -> _Geometry:
     """Validate the arguments of a convolution the way F.conv2d sees them."""
-    _check_tensor(input, "input", "NCHW")
-    _check_tensor(weight, "weight", ("C_out", "C_in/groups", "kH", "kW"))
+    validate.tensor(input, "input", "NCHW")
+    validate.tensor(weight, "weight", ("C_out", "C_in/groups", "kH", "kW"))
     if weight.dtype != input.dtype:
         raise ValueError(
             f"weight dtype {weight.dtype} must match input dtype {input.dtype}")
-    groups = _check_int(groups, "groups", 1)
+    groups = validate.integer(groups, "groups", 1)
     channels, out_channels = input.shape[1], weight.shape[0]
     if channels % groups or out_channels % groups:
         raise ValueError(
@@ -193,7 +129,10 @@ def _conv_geometry(input: Tensor, weight: Tensor, bias: Tensor | None,
             raise ValueError(f"bias must have shape ({out_channels},) (one value per "
                              f"output channel), got {tuple(bias.shape)}")
     kernel = (weight.shape[2], weight.shape[3])
-    return _window_geometry(input, kernel, stride, padding, dilation, groups)
+    geometry = _window_geometry(input, kernel, stride, padding, dilation, groups)
+    validate.allocation((input.shape[0], out_channels, geometry.out_h, geometry.out_w),
+                        input.dtype, "the output")
+    return geometry
 
 
 def _pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
@@ -229,191 +168,6 @@ def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
     return out
 
 
-# ----------------------------------------------------------------------- arithmetic
-
-
-def _check_axis(n: Any, kernel_size: Any, stride: Any, padding: Any,
-                dilation: Any) -> tuple[int, int, int, int, int]:
-    """The one-axis arguments of ``output_size`` and ``transposed_output_size`` as
-    ints: n, kernel_size, stride and dilation at least 1, padding at least 0."""
-    return (_check_int(n, "n", 1), _check_int(kernel_size, "kernel_size", 1),
-            _check_int(stride, "stride", 1), _check_int(padding, "padding", 0),
-            _check_int(dilation, "dilation", 1))
-
-
-def output_size(n: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                dilation: int = 1) -> int:
-    """Size of a convolution's output along one axis: ⌊(n + 2p − d(k−1) − 1)/s⌋ + 1.
-
-    ``n`` is the input size, ``k`` the kernel size, ``s`` the stride, ``p`` the padding
-    added on each side and ``d`` the dilation; with ``d = 1`` this is the familiar
-    ⌊(n + 2p − k)/s⌋ + 1. The effective kernel d(k−1)+1 must fit in the padded input
-    n + 2p. The same formula gives the output size of max and average pooling.
-    Explained in ``chapters/01_convolution_operation.ipynb``.
-    """
-    n, kernel_size, stride, padding, dilation = _check_axis(
-        n, kernel_size, stride, padding, dilation)
-    _check_fits(n, kernel_size, 2 * padding, dilation, "the axis")
-    return (n + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
-
-
-def transposed_output_size(n: int, kernel_size: int, stride: int = 1,
-                           padding: int = 0, output_padding: int = 0,
-                           dilation: int = 1) -> int:
-    """Transposed-convolution output size: (n−1)s − 2p + d(k−1) + output_padding + 1.
-
-    It inverts ``output_size``: a stride-``s`` convolution maps several input sizes to
-    the same output size, and ``output_padding`` (which must be smaller than the stride
-    or the dilation, as in ``nn.ConvTranspose2d``) picks which one to return to.
-    Explained in ``chapters/03_convolution_types.ipynb``.
-    """
-    n, kernel_size, stride, padding, dilation = _check_axis(
-        n, kernel_size, stride, padding, dilation)
-    output_padding = _check_int(output_padding, "output_padding", 0)
-    if output_padding >= max(stride, dilation):
-        raise ValueError(
-            f"output_padding must be smaller than stride or dilation, got "
-            f"output_padding={output_padding}, stride={stride}, dilation={dilation}")
-    size = ((n - 1) * stride - 2 * padding + dilation * (kernel_size - 1)
-            + output_padding + 1)
-    if size < 1:
-        raise ValueError(
-            f"transposed convolution output would be empty ({size}): padding="
-            f"{padding} is too large for n={n}, kernel_size={kernel_size}, "
-            f"stride={stride}")
-    return size
-
-
-def conv_params(in_channels: int, out_channels: int, kernel_size: IntPair,
-                groups: int = 1, bias: bool = True) -> int:
-    """Number of parameters of a Conv2d: C_out·(C_in/groups)·kH·kW (+ C_out biases).
-
-    A depthwise convolution is ``groups = in_channels``; a pointwise one is
-    ``kernel_size = 1``. Equals ``sum(p.numel() for p in conv.parameters())``.
-    Explained in ``chapters/03_convolution_types.ipynb``.
-    """
-    k_h, k_w = _check_pair(kernel_size, "kernel_size", 1)
-    in_channels, out_channels = _check_channels(in_channels, out_channels, groups)
-    if not isinstance(bias, bool):
-        raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
-    weights = out_channels * (in_channels // groups) * k_h * k_w
-    return weights + out_channels if bias else weights
-
-
-def conv_macs(in_channels: int, out_channels: int, kernel_size: IntPair, out_h: int,
-              out_w: int, groups: int = 1) -> int:
-    """Multiply-accumulates of a Conv2d: C_out·(C_in/groups)·kH·kW · H_out·W_out.
-
-    Every output value is a dot product of length (C_in/groups)·kH·kW, so this is the
-    weight count (without bias) times the number of output positions, per image. One
-    MAC is two floating-point operations (FLOPs). Explained in
-    ``chapters/03_convolution_types.ipynb``.
-    """
-    k_h, k_w = _check_pair(kernel_size, "kernel_size", 1)
-    in_channels, out_channels = _check_channels(in_channels, out_channels, groups)
-    out_h = _check_int(out_h, "out_h", 1)
-    out_w = _check_int(out_w, "out_w", 1)
-    return out_channels * (in_channels // groups) * k_h * k_w * out_h * out_w
-
-
-def _check_channels(in_channels: int, out_channels: int,
-                    groups: int) -> tuple[int, int]:
-    in_channels = _check_int(in_channels, "in_channels", 1)
-    out_channels = _check_int(out_channels, "out_channels", 1)
-    groups = _check_int(groups, "groups", 1)
-    if in_channels % groups or out_channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide in_channels={in_channels} and "
-            f"out_channels={out_channels}")
-    return in_channels, out_channels
-
-
-# ------------------------------------------------------------------ receptive field
-
-
-def _square(value: Any, name: str, layer: nn.Module) -> int:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or pair[0] != pair[1]:
-        raise ValueError(
-            f"receptive_field needs square {name}s, got {name}={value} in "
-            f"{type(layer).__name__}")
-    return int(pair[0])
-
-
-def _flat_layers(layers: nn.Module | Iterable[nn.Module],
-                 prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Yield (name, layer) in execution order, opening nested nn.Sequential."""
-    if isinstance(layers, nn.Module):
-        if isinstance(layers, _WINDOW_LAYERS + _POINTWISE_LAYERS):
-            named: Iterable[tuple[str, Any]] = [(prefix or "0", layers)]
-            prefix = ""
-        else:
-            # Not named_children(): it skips a module that appears twice, although
-            # nn.Sequential runs it twice.
-            named = list(layers._modules.items())
-    elif isinstance(layers, Iterable):
-        named = ((str(i), layer) for i, layer in enumerate(layers))
-    else:
-        raise TypeError(f"layers must be an nn.Module or an iterable of modules, got "
-                        f"{type(layers).__name__}")
-    for name, layer in named:
-        full_name = f"{prefix}.{name}" if prefix else name
-        if isinstance(layer, (nn.Sequential, nn.ModuleList)):
-            yield from _flat_layers(layer, full_name)
-        elif isinstance(layer, nn.Module):
-            yield full_name, layer
-        else:
-            raise TypeError(f"layer {full_name} must be an nn.Module, got "
-                            f"{type(layer).__name__}")
-
-
-def receptive_field_table(layers: nn.Module | Iterable[nn.Module]) -> list[dict]:
-    """Receptive field ``r`` and jump ``j`` after every layer of a stack, in order.
-
-    ``layers`` is an nn.Sequential (such as VGG16 ``features``), another module whose
-    children run in the order they were registered, or an iterable of modules.
-    Starting from r = 1, j = 1 (one input pixel), a layer with kernel k, stride s and
-    dilation d updates r ← r + (k_eff − 1)·j and then j ← j·s, where
-    k_eff = d(k−1)+1; ``j`` is the distance in input pixels between neighbouring
-    units of the layer's output. Conv2d, MaxPool2d and AvgPool2d (square windows) change
-    the geometry; element-wise layers (ReLU, BatchNorm2d, Dropout, Identity, ...) keep
-    it; nested nn.Sequential are opened. Any other layer raises ValueError, because it
-    may change the geometry (Linear, AdaptiveAvgPool2d, ConvTranspose2d, ...). Returns
-    one dict per layer with keys index, name, type, r, jump. Explained in
-    ``chapters/01_convolution_operation.ipynb``.
-    """
-    rows = []
-    field, jump = 1, 1
-    for index, (name, layer) in enumerate(_flat_layers(layers)):
-        if isinstance(layer, _WINDOW_LAYERS):
-            kernel = _square(layer.kernel_size, "kernel_size", layer)
-            stride = _square(layer.stride, "stride", layer)
-            dilation = _square(getattr(layer, "dilation", 1), "dilation", layer)
-            field += dilation * (kernel - 1) * jump
-            jump *= stride
-        elif not isinstance(layer, _POINTWISE_LAYERS):
-            raise ValueError(
-                f"receptive_field cannot handle layer {name} of type "
-                f"{type(layer).__name__}: only Conv2d, MaxPool2d, AvgPool2d, element-"
-                f"wise layers and nested nn.Sequential are supported")
-        rows.append({"index": index, "name": name, "type": type(layer).__name__,
-                     "r": field, "jump": jump})
-    return rows
-
-
-def receptive_field(layers: nn.Module | Iterable[nn.Module]) -> int:
-    """Side of the square of input pixels that one output unit of a stack depends on.
-
-    Applies r ← r + (k_eff − 1)·j, j ← j·s with k_eff = d(k−1)+1 layer after layer,
-    from r = j = 1 (see ``receptive_field_table``, which also lists the layers it
-    accepts). For torchvision's VGG16 ``features``, conv5_3 (``features[:29]``) sees
-    196×196 input pixels and pool5 (all of ``features``) 212×212. Padding does not
-    change r. Explained in ``chapters/01_convolution_operation.ipynb``.
-    """
-    table = receptive_field_table(layers)
-    return table[-1]["r"] if table else 1
-
-
 # ------------------------------------------------------------------------ im2col
 
 
@@ -443,9 +197,11 @@ def im2col(x: Tensor, kernel_size: IntPair, stride: IntPair = 1, padding: IntPai
     result as ``F.unfold``, built here from a strided view and one copy; L = H_out·W_out
     from ``output_size``. Explained in ``chapters/04_fast_convolution.ipynb``.
     """
-    _check_tensor(x, "input", "NCHW")
-    kernel = _check_pair(kernel_size, "kernel_size", 1)
+    validate.tensor(x, "input", "NCHW")
+    kernel = validate.integer_pair(kernel_size, "kernel_size", 1)
     geometry = _window_geometry(x, kernel, stride, padding, dilation, 1)
+    validate.allocation((x.shape[0], x.shape[1] * kernel[0] * kernel[1],
+                         geometry.out_h * geometry.out_w), x.dtype, "the im2col columns")
     columns = _patches(_pad(x, geometry.pads), kernel, geometry)
     return columns.reshape(x.shape[0], -1, geometry.out_h * geometry.out_w)
 
@@ -633,8 +389,8 @@ def winograd_tile(d: Tensor, g: Tensor) -> Tensor:
     subtractions, and G g Gᵀ is computed once per kernel (Lavin & Gray 2016).
     Explained in ``chapters/04_fast_convolution.ipynb``.
     """
-    _check_tensor(d, "d", "HW")
-    _check_tensor(g, "g", "HW")
+    validate.tensor(d, "d", "HW")
+    validate.tensor(g, "g", "HW")
     if tuple(d.shape) != (4, 4) or tuple(g.shape) != (3, 3):
         raise ValueError(f"winograd_tile needs a 4×4 tile d and a 3×3 kernel g, got "
                          f"d {tuple(d.shape)} and g {tuple(g.shape)}")
@@ -780,48 +536,12 @@ def conv2d_fft(input: Tensor, weight: Tensor, bias: Tensor | None = None,
     fft_size = (padded.shape[2] + weight.shape[2] - 1,
                 padded.shape[3] + weight.shape[3] - 1)
     dtype = torch.promote_types(input.dtype, torch.float32)
+    validate.allocation((*input.shape[:2], fft_size[0], fft_size[1] // 2 + 1),
+                        torch.complex128 if dtype == torch.float64 else torch.complex64,
+                        "the input spectra")
     input_spectra = torch.fft.rfft2(padded.to(dtype), s=fft_size)
     kernel_spectra = torch.fft.rfft2(weight.to(dtype), s=fft_size).conj()
     out_spectra = torch.einsum("ncyx,ocyx->noyx", input_spectra, kernel_spectra)
     out = torch.fft.irfft2(out_spectra, s=fft_size)
     out = out[..., :geometry.out_h, :geometry.out_w].to(input.dtype).contiguous()
     return _add_bias(out, bias)
-
-
-# --------------------------------------------------------------------- Conv-BN fusion
-
-
-def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Fold an inference-mode BatchNorm2d into the Conv2d before it.
-
-    BatchNorm computes γ(z − μ)/σ + β with σ = √(running_var + eps), a per-channel
-    affine map, so bn(conv(x)) is one convolution with w' = w·γ/σ and
-    b' = β + (b − μ)·γ/σ (b = 0 when the conv has no bias). Returns a new Conv2d with
-    the same stride, padding, dilation and groups; fused(x) equals bn(conv(x)) in eval
-    mode. Explained in ``chapters/04_fast_convolution.ipynb``.
-    """
-    if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
-    if not isinstance(bn, nn.BatchNorm2d):
-        raise TypeError(f"bn must be an nn.BatchNorm2d, got {type(bn).__name__}")
-    if bn.num_features != conv.out_channels:
-        raise ValueError(
-            f"channel mismatch: conv has {conv.out_channels} output channels but bn "
-            f"normalises {bn.num_features}")
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("bn has no running statistics (track_running_stats=False), "
-                         "so there is no fixed affine map to fold")
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                      stride=conv.stride, padding=conv.padding,
-                      dilation=conv.dilation, groups=conv.groups, bias=True,
-                      padding_mode=conv.padding_mode, device=conv.weight.device,
-                      dtype=conv.weight.dtype)
-    with torch.no_grad():
-        sigma = torch.sqrt(bn.running_var + bn.eps)
-        gamma = bn.weight if bn.affine else torch.ones_like(sigma)
-        beta = bn.bias if bn.affine else torch.zeros_like(sigma)
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(sigma)
-        scale = gamma / sigma
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        fused.bias.copy_(beta + (bias - bn.running_mean) * scale)
-    return fused.train(conv.training)

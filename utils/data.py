@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from . import validate
+
 __all__ = [
     "data_dir", "mirror_dir", "ensure_file", "load_mnist", "load_fashion_mnist",
-    "dataset_tensors", "cifar10_sample", "sample_image", "data_status",
+    "dataset_tensors", "cifar10_sample", "sample_image", "centre_square", "data_status",
     "MNIST_MEAN", "MNIST_STD", "CIFAR10_CLASSES", "SAMPLE_IMAGES",
 ]
 
@@ -116,8 +118,7 @@ def ensure_file(relative: str, digest: str, algorithm: str = "md5") -> Path | No
 
 
 def _torchvision_dataset(name: str, train: bool, transform=None):
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool, got {type(train).__name__}")
+    validate.boolean(train, "train")
     for relative, md5 in DATASET_FILES[name].items():
         ensure_file(relative, md5)
     cls = getattr(torchvision.datasets, name)
@@ -202,10 +203,16 @@ def sample_image(name: str = "chelsea", size: int | None = None) -> torch.Tensor
         raise ValueError(f"unknown image {name!r}; choose one of {SAMPLE_IMAGES}")
     image = torch.from_numpy(_load_photo(name).copy()).permute(2, 0, 1)
     image = image[:3].float().div_(255.0)
-    if size is None:
-        return image
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    return image if size is None else centre_square(image, size)
+
+
+def centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The largest centred square of a (C, H, W) image, resized to ``size``×``size``
+    (bilinear, antialiased, clamped back to [0, 1])."""
+    size = validate.integer(size, "size", 1)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image)
+        raise ValueError(f"image must be a (C, H, W) tensor, got {shape}")
     height, width = image.shape[1:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
@@ -234,17 +241,13 @@ def data_status() -> list[dict[str, object]]:
 
 
 def prepare_all() -> None:
-    """Fetch or copy every data set and the VGG16 weights, then print their status."""
-    from .models import vgg16_state
-
+    """Fetch or copy every data set, then print their status."""
     for train in (True, False):
         load_mnist(train)
         load_fashion_mnist(train)
     cifar10_sample()
-    vgg16_state()
     for row in data_status():
         print(f"{'ok' if row['checksum_ok'] else 'MISSING':8} {row['file']}")
-    print("ok       VGG16 ImageNet weights (digest checked)")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from . import conv, kernels
-from .conv import _check_int
+from . import conv, kernels, validate
 
 __all__ = [
     "sliding_window_positions", "sliding_window_outputs", "sliding_window_animation",
@@ -78,10 +77,10 @@ def sliding_window_positions(
     (valid) up to k − 1 (full); larger padding would only add windows that see nothing
     but zeros. Explained in ``chapters/01_convolution_operation.ipynb``.
     """
-    input_size = _check_int(input_size, "input_size", 1)
-    kernel_size = _check_int(kernel_size, "kernel_size", 1)
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
+    input_size = validate.integer(input_size, "input_size", 1)
+    kernel_size = validate.integer(kernel_size, "kernel_size", 1)
+    stride = validate.integer(stride, "stride", 1)
+    padding = validate.integer(padding, "padding", 0)
     if padding > kernel_size - 1:
         raise ValueError(f"padding must be between 0 and kernel_size - 1 = "
                          f"{kernel_size - 1} (full padding), got {padding}")
@@ -209,9 +208,9 @@ def sliding_window_animation(
     ``animation_html``.
     Explained in ``chapters/01_convolution_operation.ipynb``.
     """
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
-    interval_ms = _check_int(interval_ms, "interval_ms", 1)
+    stride = validate.integer(stride, "stride", 1)
+    padding = validate.integer(padding, "padding", 0)
+    interval_ms = validate.integer(interval_ms, "interval_ms", 1)
     state = _SlidingWindow(image, kernel, stride, padding)
     fig, axes = state.figure(dpi)
     state.draw(fig, axes, len(state.positions) - 1)
@@ -232,18 +231,18 @@ def sliding_window_outputs(stride: int = 1, padding: int = 0, *, image=None,
     Each is the sum of the element-wise product of one window of the zero-padded
     input and the kernel (the same defaults as ``sliding_window_animation``).
     """
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
+    stride = validate.integer(stride, "stride", 1)
+    padding = validate.integer(padding, "padding", 0)
     return _SlidingWindow(image, kernel, stride, padding).values.copy()
 
 
 def sliding_window_figure(stride: int = 1, padding: int = 0, frame: int = 0, *,
                           image=None, kernel=None, dpi: int = 90) -> Figure:
     """One frame of ``sliding_window_animation`` as a Figure (used by the widget)."""
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
+    stride = validate.integer(stride, "stride", 1)
+    padding = validate.integer(padding, "padding", 0)
     state = _SlidingWindow(image, kernel, stride, padding)
-    frame = _check_int(frame, "frame", 0)
+    frame = validate.integer(frame, "frame", 0)
     if frame >= len(state.positions):
         raise ValueError(f"frame must be < {len(state.positions)}, got {frame}")
     fig, axes = state.figure(dpi)
@@ -322,8 +321,7 @@ def explorer_kernel(family: str, *, theta: float = 0.0, sigma: float = 2.0,
         raise ValueError(f"family must be one of {KERNEL_FAMILIES}, got {family!r}")
     for name, value in (("theta", theta), ("sigma", sigma), ("lambd", lambd),
                         ("gamma", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        validate.real(value, name)
     if family == "sobel":
         radians = math.radians(theta)
         kernel = (math.cos(radians) * kernels.sobel_x().double()
@@ -415,7 +413,7 @@ def kernel_explorer_animation(
     all frames. Show it on a static page with ``animation_html``.
     Explained in ``chapters/02_classic_kernels.ipynb``.
     """
-    interval_ms = _check_int(interval_ms, "interval_ms", 1)
+    interval_ms = validate.integer(interval_ms, "interval_ms", 1)
     params = {"sigma": sigma, "theta": theta, "lambd": lambd}
     image, settings, limit = _explorer_setup(image, family, list(values), params)
     fig = Figure(figsize=(4.0, 2.2), dpi=dpi, layout="constrained")
@@ -544,7 +542,7 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     if html_id is not None and not re.fullmatch(r"[A-Za-z0-9_]+", html_id):
         raise ValueError(f"html_id may hold only letters, digits and _, "
                          f"got {html_id!r}")
-    colors = _check_int(colors, "colors", 2)
+    colors = validate.integer(colors, "colors", 2)
     if colors > 256:
         raise ValueError(f"colors must be at most 256 (a PNG palette), got {colors}")
     if alt is None:

@@ -9,27 +9,15 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+
+from . import validate
 
 __all__ = [
     "sobel_x", "sobel_y", "prewitt_x", "prewitt_y", "box", "sharpen", "laplacian",
     "gaussian", "gaussian_1d", "gabor", "gabor_bank", "reference_bank",
-    "kernel_correlation", "best_matches",
+    "kernel_correlation", "best_matches", "gaussian_blur",
 ]
-
-
-def _check_size(size: int, name: str = "size") -> None:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"{name} must be an int, got {type(size).__name__}")
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"{name} must be an odd positive int (1, 3, 5, ...), got {size}")
-
-
-def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return float(value)
 
 
 def _tensor(rows: list[list[float]]) -> torch.Tensor:
@@ -74,7 +62,8 @@ def box(size: int = 3) -> torch.Tensor:
     ``size`` must be odd and positive so the kernel has a centre. Explained in
     ``chapters/02_classic_kernels.ipynb``.
     """
-    _check_size(size)
+    validate.odd_size(size)
+    validate.allocation((size, size), torch.float32, f"a {size}×{size} box kernel")
     return torch.full((size, size), 1.0 / size**2, dtype=torch.float32)
 
 
@@ -109,8 +98,8 @@ def gaussian_1d(size: int, sigma: float) -> torch.Tensor:
     Equals ``cv2.getGaussianKernel(size, sigma)`` for sigma > 0. Explained in
     ``chapters/02_classic_kernels.ipynb``.
     """
-    _check_size(size)
-    sigma = _check_positive(sigma, "sigma")
+    validate.odd_size(size)
+    sigma = validate.real(sigma, "sigma", positive=True)
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).float()
@@ -124,6 +113,8 @@ def gaussian(size: int, sigma: float) -> torch.Tensor:
     ``cv2.getGaussianKernel(size, sigma)``. Explained in
     ``chapters/02_classic_kernels.ipynb``.
     """
+    validate.odd_size(size)
+    validate.allocation((size, size), torch.float64, f"a {size}×{size} Gaussian kernel")
     g = gaussian_1d(size, sigma).double()
     return torch.outer(g, g).float()
 
@@ -145,13 +136,13 @@ def gabor(
     sigma, theta, lambd, gamma, psi, ktype=cv2.CV_64F)``. Not normalised. Explained in
     ``chapters/02_classic_kernels.ipynb``.
     """
-    _check_size(ksize, "ksize")
-    sigma = _check_positive(sigma, "sigma")
-    lambd = _check_positive(lambd, "lambd")
-    gamma = _check_positive(gamma, "gamma")
+    validate.odd_size(ksize, "ksize")
+    validate.allocation((4, ksize, ksize), torch.float64, f"a {ksize}×{ksize} Gabor kernel")
+    sigma = validate.real(sigma, "sigma", positive=True)
+    lambd = validate.real(lambd, "lambd", positive=True)
+    gamma = validate.real(gamma, "gamma", positive=True)
     for name, value in (("theta", theta), ("psi", psi)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        validate.real(value, name)
     half = ksize // 2
     coords = torch.arange(half, -half - 1, -1, dtype=torch.float64)
     y, x = torch.meshgrid(coords, coords, indexing="ij")
@@ -170,10 +161,7 @@ def gabor_bank(
     Extra keyword arguments (``gamma``, ``psi``) go to ``gabor``. Explained in
     ``chapters/02_classic_kernels.ipynb``.
     """
-    if isinstance(n_orientations, bool) or not isinstance(n_orientations, int):
-        raise TypeError("n_orientations must be an int")
-    if n_orientations < 1:
-        raise ValueError(f"n_orientations must be >= 1, got {n_orientations}")
+    n_orientations = validate.integer(n_orientations, "n_orientations", 1)
     thetas = [i * math.pi / n_orientations for i in range(n_orientations)]
     return torch.stack([gabor(ksize, sigma, t, lambd, **kwargs) for t in thetas])
 
@@ -186,7 +174,7 @@ def reference_bank(size: int = 3) -> dict[str, torch.Tensor]:
     kernels are left out and only the Gabor, Gaussian-derived and box kernels remain.
     Used in chapters 5 and 6 to show, with numbers, what learned kernels resemble.
     """
-    _check_size(size)
+    validate.odd_size(size)
     bank: dict[str, torch.Tensor] = {}
     if size == 3:
         bank.update(
@@ -243,3 +231,25 @@ def best_matches(
     corr = kernel_correlation(kernels, torch.stack([bank[n] for n in names]))
     best = corr.abs().argmax(dim=1)
     return [(names[j], float(corr[i, j])) for i, j in enumerate(best.tolist())]
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur each channel of (N, C, H, W) ``x`` with a Gaussian of standard deviation
+    ``sigma`` pixels: two 1-D passes with ``gaussian_1d`` of size
+    2·ceil(3σ)+1, reflect padding so the output has the input's size."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (N, C, H, W), got {shape}")
+    sigma = validate.real(sigma, "sigma", positive=True)
+    size = 2 * math.ceil(3 * sigma) + 1
+    half = size // 2
+    if half >= min(x.shape[-2:]):
+        raise ValueError(f"sigma={sigma} needs a kernel of {size} px, too large for an "
+                         f"image of {tuple(x.shape[-2:])}")
+    channels = x.shape[1]
+    g = gaussian_1d(size, float(sigma)).to(dtype=x.dtype, device=x.device)
+    padded = F.pad(x, (half, half, half, half), mode="reflect")
+    rows = F.conv2d(padded, g.view(1, 1, 1, size).repeat(channels, 1, 1, 1),
+                    groups=channels)
+    return F.conv2d(rows, g.view(1, 1, size, 1).repeat(channels, 1, 1, 1),
+                    groups=channels)

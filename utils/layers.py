@@ -11,21 +11,15 @@ PyTorch's functional convolutions, torchvision's DeepLab v3 ``ASPP`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from utils.conv import _check_int, conv_macs
+from . import validate
+from .arithmetic import conv_macs
 
 __all__ = ["DepthwiseSeparableConv", "ASPP", "layer_costs", "total_costs"]
-
-
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, *,
@@ -59,12 +53,12 @@ class DepthwiseSeparableConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
                  stride: int = 1, padding: int = 1, batch_norm: bool = True) -> None:
         super().__init__()
-        in_channels = _check_int(in_channels, "in_channels", 1)
-        out_channels = _check_int(out_channels, "out_channels", 1)
-        kernel_size = _check_int(kernel_size, "kernel_size", 1)
-        stride = _check_int(stride, "stride", 1)
-        padding = _check_int(padding, "padding", 0)
-        batch_norm = _check_bool(batch_norm, "batch_norm")
+        in_channels = validate.integer(in_channels, "in_channels", 1)
+        out_channels = validate.integer(out_channels, "out_channels", 1)
+        kernel_size = validate.integer(kernel_size, "kernel_size", 1)
+        stride = validate.integer(stride, "stride", 1)
+        padding = validate.integer(padding, "padding", 0)
+        batch_norm = validate.boolean(batch_norm, "batch_norm")
         self.depthwise = _conv_block(in_channels, in_channels, kernel_size,
                                      stride=stride, padding=padding,
                                      groups=in_channels, batch_norm=batch_norm)
@@ -106,14 +100,14 @@ class ASPP(nn.Module):
     def __init__(self, in_channels: int, out_channels: int,
                  rates: Sequence[int] = (6, 12, 18)) -> None:
         super().__init__()
-        in_channels = _check_int(in_channels, "in_channels", 1)
-        out_channels = _check_int(out_channels, "out_channels", 1)
+        in_channels = validate.integer(in_channels, "in_channels", 1)
+        out_channels = validate.integer(out_channels, "out_channels", 1)
         if isinstance(rates, (str, bytes)) or not isinstance(rates, Sequence):
             raise TypeError(f"rates must be a sequence of positive ints, got "
                             f"{type(rates).__name__} {rates!r}")
         if len(rates) == 0:
             raise ValueError("rates must hold at least one dilation rate, got ()")
-        rates = tuple(_check_int(rate, "every rate", 1) for rate in rates)
+        rates = tuple(validate.integer(rate, "every rate", 1) for rate in rates)
         if len(set(rates)) != len(rates):
             raise ValueError(f"rates must be different from each other, got {rates}")
         self.rates = rates
@@ -134,7 +128,9 @@ class ASPP(nn.Module):
 
 # ----------------------------------------------------------------------------- costs
 
-_FREE_LAYERS = (nn.Identity, nn.Dropout, nn.Dropout2d)
+# Layers that do no arithmetic: they copy, reshape or compare values. Max pooling
+# compares; like torch.utils.flop_counter, it counts no FLOP.
+_FREE_LAYERS = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Flatten, nn.MaxPool2d)
 
 
 def _layer_cost(layer: nn.Module, inputs: Tensor, output: Tensor) -> tuple[int, int]:
@@ -165,15 +161,7 @@ def _layer_cost(layer: nn.Module, inputs: Tensor, output: Tensor) -> tuple[int, 
     raise ValueError(
         f"layer_costs cannot count layer {type(layer).__name__}: supported are "
         f"Conv2d, ConvTranspose2d, Linear, BatchNorm2d, ReLU, ReLU6, AdaptiveAvgPool2d, "
-        f"AvgPool2d, Identity and Dropout")
-
-
-def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
-    if not isinstance(input_shape, (tuple, list, torch.Size)) or len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (C, H, W) for one image, got "
-                         f"{input_shape!r}")
-    return tuple(_check_int(size, "every size in input_shape", 1)
-                 for size in input_shape)
+        f"AvgPool2d, MaxPool2d, Flatten, Identity and Dropout")
 
 
 def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
@@ -181,7 +169,7 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
 
     Runs ``model`` (in eval mode, without gradients) on one zero image of shape
     ``input_shape`` = (C, H, W) with forward hooks. A convolution costs
-    C_out·(C_in/groups)·kH·kW·H_out·W_out MACs (``utils.conv.conv_macs``); FLOPs
+    C_out·(C_in/groups)·kH·kW·H_out·W_out MACs (``utils.arithmetic.conv_macs``); FLOPs
     count 2 per MAC, 1 per bias add, 2 per element for BatchNorm2d at inference (a
     multiply and an add), 1 per element for ReLU and 1 per input element for average
     pooling. Returns one dict per layer that ran, in order, with keys name, type,
@@ -190,7 +178,7 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    shape = _check_input_shape(input_shape)
+    shape = validate.shape(input_shape, "input_shape", 3, "(C, H, W) for one image")
     rows: list[dict] = []
 
     def record(name: str):
@@ -211,8 +199,9 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
         model.eval()
         with torch.no_grad():
             parameter = next(model.parameters(), None)
-            dtype = parameter.dtype if parameter is not None else torch.float32
-            model(torch.zeros((1, *shape), dtype=dtype))
+            factory = ({"device": parameter.device, "dtype": parameter.dtype}
+                       if parameter is not None else {})
+            model(torch.zeros((1, *shape), **factory))
     finally:
         for handle in handles:
             handle.remove()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
 from .data import cifar10_sample, data_dir
 from .models import IMAGENET_MEAN, IMAGENET_STD, vgg16_features
 
@@ -46,8 +47,7 @@ def cifar_probe_images(size: int = PROBE_SIZE) -> tuple[torch.Tensor, torch.Tens
     """The CIFAR-10 sample as VGG16 input: float32 (1398, 3, size, size), resized
     (bilinear, antialiased) and normalised with the ImageNet mean and standard
     deviation; and the labels (1398,)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise ValueError(f"size must be an int >= 32, got {size!r}")
+    size = validate.integer(size, "size", 32)
     images, labels = cifar10_sample()
     pixels = images.float() / 255
     if size != pixels.shape[-1]:
@@ -131,8 +131,7 @@ def probe_features(pretrained: bool = True, size: int = PROBE_SIZE,
 
     An unreadable or mismatched cache file is deleted and rebuilt.
     """
-    if not isinstance(pretrained, bool):
-        raise TypeError(f"pretrained must be a bool, got {type(pretrained).__name__}")
+    validate.boolean(pretrained, "pretrained")
     path = Path(path) if path is not None else _feature_file(pretrained, size)
     _, labels = cifar10_sample()
     if path.exists():

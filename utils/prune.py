@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .conv import conv_macs
+from . import validate
+from .layers import total_costs
 
 __all__ = ["channels_to_keep", "prune_conv_bn_channels", "slim_sequential",
            "network_macs"]
@@ -29,10 +30,8 @@ _PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.S
 
 
 def _check_fraction(prune_fraction: object) -> float:
-    if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, (int, float)):
-        raise TypeError(f"prune_fraction must be a float in [0, 1), got "
-                        f"{type(prune_fraction).__name__} {prune_fraction!r}")
-    if not 0 <= prune_fraction < 1:
+    prune_fraction = validate.real(prune_fraction, "prune_fraction", minimum=0)
+    if prune_fraction >= 1:
         raise ValueError(f"prune_fraction must be in [0, 1), got {prune_fraction}")
     return float(prune_fraction)
 
@@ -244,41 +243,11 @@ def slim_sequential(model: nn.Sequential, prune_fraction: float,
 
 
 def network_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of every Conv2d and Linear in one forward pass, per image.
+    """Multiply-accumulates of one forward pass of ``model``, per image.
 
-    A Conv2d costs C_out·(C_in/groups)·kH·kW·H_out·W_out (``utils.conv.conv_macs``),
-    a Linear in·out; other layers (BatchNorm, ReLU, pooling) are not counted.
-    ``input_shape`` is (C, H, W) of one image; the model runs once on zeros to find
-    each layer's output size. Explained in ``chapters/04_fast_convolution.ipynb``.
+    The MAC column of ``utils.layers.layer_costs`` summed: a Conv2d costs
+    C_out·(C_in/groups)·kH·kW·H_out·W_out (``utils.arithmetic.conv_macs``), a Linear
+    in·out; BatchNorm, ReLU and pooling do no multiply-accumulate. ``input_shape`` is
+    (C, H, W) of one image. Explained in ``chapters/04_fast_convolution.ipynb``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else None
-    if shape is None or not shape or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
-        raise ValueError(f"input_shape must be a sequence of positive ints, such as "
-                         f"(C, H, W), got {input_shape!r}")
-    total = 0
-
-    def count(layer: nn.Module, _inputs: tuple, output: Tensor) -> None:
-        nonlocal total
-        if isinstance(layer, nn.Conv2d):
-            total += conv_macs(layer.in_channels, layer.out_channels, layer.kernel_size,
-                               output.shape[-2], output.shape[-1], layer.groups)
-        else:
-            total += layer.in_features * layer.out_features
-
-    handles = [layer.register_forward_hook(count) for layer in model.modules()
-               if isinstance(layer, (nn.Conv2d, nn.Linear))]
-    parameter = next(model.parameters(), None)
-    factory = ({"device": parameter.device, "dtype": parameter.dtype}
-               if parameter is not None else {})
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *shape, **factory))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return total
+    return total_costs(model, input_shape)["macs"]

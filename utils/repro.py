@@ -1,6 +1,8 @@
 """Reproducibility: seeds, deterministic algorithms, a fixed thread count, the device,
 and a portable CPU mode in which float32 training gives the same bits on every x86 CPU.
 
+``state_digest`` tells whether two sets of weights are bit-identical.
+
 Every notebook starts with ``seed_everything(0)`` so that re-running it prints the same
 numbers; the notebooks that train start with ``seed_everything(0,
 portable=portable_requested())`` (both explained in
@@ -10,11 +12,20 @@ portable=portable_requested())`` (both explained in
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import random
 
 import numpy as np
 import torch
+
+from . import validate
+
+__all__ = [
+    "seed_everything", "get_device", "use_portable_cpu", "portable_requested",
+    "portable_cpu_active", "state_digest", "PORTABLE_ENV", "PORTABLE_SETTINGS",
+    "THREADS_ENV",
+]
 
 THREADS_ENV = "COURSE_NUM_THREADS"
 # `make execute` and the test run set COURSE_PORTABLE_CPU=1; readers' runs stay native.
@@ -104,20 +115,14 @@ def seed_everything(seed: int = 0, threads: int | None = None,
     works before the first tensor operation. Returns a ``torch.Generator`` seeded with
     ``seed`` for code that wants its own stream of random numbers.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    if not isinstance(portable, bool):
-        raise TypeError(f"portable must be True or False, got {portable!r}")
+    seed = validate.integer(seed, "seed", 0, 2**32 - 1)
+    validate.boolean(portable, "portable")
     if portable:
         use_portable_cpu()
     if threads is None and os.environ.get(THREADS_ENV):
         threads = int(os.environ[THREADS_ENV])
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(validate.integer(threads, "threads", 1))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
@@ -137,3 +142,17 @@ def get_device(prefer_gpu: bool = True) -> torch.device:
     if prefer_gpu and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's keys, shapes and float32 bytes, in sorted key order.
+
+    Two state dicts with the same digest hold bit-identical tensors.
+    """
+    h = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu", torch.float32).contiguous()
+        h.update(key.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.numpy().tobytes())
+    return h.hexdigest()

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import validate
 from .data import MNIST_MEAN, MNIST_STD, data_dir, dataset_tensors, load_mnist
 from .models import TinyCNN
 from .repro import seed_everything
@@ -62,9 +63,7 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x[idx], y[idx])`` mini-batches, in a seeded random order if asked."""
     _check_pair(x, y)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = validate.integer(batch_size, "batch_size", 1)
     n = x.shape[0]
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
@@ -148,8 +147,7 @@ def fit(
     machine. Returns one row per epoch: epoch, train_loss, test_loss, test_accuracy,
     seconds (training time of that epoch, excluding evaluation).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    epochs = validate.integer(epochs, "epochs", 1)
     generator = seed_everything(seed)
     prepare_for_training(model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=max_lr)
@@ -184,8 +182,7 @@ def reset_uniform(model: nn.Module, seed: int = 0) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = validate.integer(seed, "seed", 0)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.modules():
@@ -208,8 +205,7 @@ def init_tinycnn(seed: int = 0, **model_kwargs) -> TinyCNN:
     seed it), so the result does not depend on what ran before, and the caller's
     random state is left untouched. ``model_kwargs`` go to ``TinyCNN``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = validate.integer(seed, "seed", 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return TinyCNN(**model_kwargs)

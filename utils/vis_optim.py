@@ -19,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import _check_int
-from .kernels import gaussian_1d
-from .models import IMAGENET_MEAN, IMAGENET_STD, VGG16_LAYERS
+from . import validate
+from .data import centre_square
+from .kernels import gaussian_blur
+from .models import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "imagenet_normalise", "imagenet_denormalise", "preprocess_for_vgg",
-    "truncate_after", "gaussian_blur", "total_variation", "high_frequency_fraction",
+    "total_variation", "high_frequency_fraction",
     "AscentResult", "activation_maximisation", "fourier_feature_visualisation",
 ]
 
@@ -80,8 +81,7 @@ def preprocess_for_vgg(
     ``imagenet_normalise``. Float input outside [0, 1] raises ``ValueError``: it is
     almost always a 0–255 image that was not divided by 255.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = validate.integer(size, "size", 1)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError("a NumPy image must be uint8 with shape (H, W, 3), got "
@@ -98,68 +98,7 @@ def preprocess_for_vgg(
     if low < 0.0 or high > 1.0:
         raise ValueError(f"image values must lie in [0, 1], got [{low:.3g}, "
                          f"{high:.3g}]; divide a 0-255 image by 255 first")
-    height, width = image.shape[1:]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = image[:, top : top + side, left : left + side]
-    resized = F.interpolate(square[None], size=(size, size), mode="bilinear",
-                            antialias=True, align_corners=False)
-    return imagenet_normalise(resized.clamp(0.0, 1.0))
-
-
-def truncate_after(features: nn.Sequential, layer: str | int) -> nn.Sequential:
-    """The layers of ``features`` up to and including ``layer``, so that a forward
-    pass stops there and deeper layers cost nothing.
-
-    ``layer`` is an index (``13`` or ``"13"``) or a VGG16 name from
-    ``utils.models.VGG16_LAYERS`` (``"conv3_3"``). The returned ``nn.Sequential``
-    shares its modules (and weights) with ``features``.
-    """
-    if not isinstance(features, nn.Sequential):
-        raise TypeError("features must be an nn.Sequential, got "
-                        f"{type(features).__name__}")
-    if isinstance(layer, bool):
-        raise TypeError("layer must be an int index or a layer name, got a bool")
-    if isinstance(layer, str):
-        by_name = {name: int(index) for index, name in VGG16_LAYERS.items()}
-        if layer in by_name:
-            index = by_name[layer]
-        elif layer.isdigit():
-            index = int(layer)
-        else:
-            raise ValueError(f"unknown layer {layer!r}: use an index or a name such as "
-                             "'conv1_1', 'relu3_3', 'pool5'")
-    elif isinstance(layer, int):
-        index = layer
-    else:
-        raise TypeError(f"layer must be an int or a str, got {type(layer).__name__}")
-    if not 0 <= index < len(features):
-        raise ValueError(f"layer index must be in [0, {len(features) - 1}], "
-                         f"got {index}")
-    return features[: index + 1]
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur each channel of (N, C, H, W) ``x`` with a Gaussian of standard deviation
-    ``sigma`` pixels: two 1-D passes with ``utils.kernels.gaussian_1d`` of size
-    2·ceil(3σ)+1, reflect padding so the output has the input's size."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a tensor of shape (N, C, H, W), got {shape}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    size = 2 * math.ceil(3 * sigma) + 1
-    half = size // 2
-    if half >= min(x.shape[-2:]):
-        raise ValueError(f"sigma={sigma} needs a kernel of {size} px, too large for an "
-                         f"image of {tuple(x.shape[-2:])}")
-    channels = x.shape[1]
-    g = gaussian_1d(size, float(sigma)).to(dtype=x.dtype, device=x.device)
-    padded = F.pad(x, (half, half, half, half), mode="reflect")
-    rows = F.conv2d(padded, g.view(1, 1, 1, size).repeat(channels, 1, 1, 1),
-                    groups=channels)
-    return F.conv2d(rows, g.view(1, 1, size, 1).repeat(channels, 1, 1, 1),
-                    groups=channels)
+    return imagenet_normalise(centre_square(image, size)[None])
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -220,14 +159,6 @@ class AscentResult(NamedTuple):
     history: list[float]
 
 
-def _check_non_negative(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return float(value)
-
-
 def activation_maximisation(
     model: nn.Module,
     channel: int,
@@ -267,22 +198,22 @@ def activation_maximisation(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    channel = _check_int(channel, "channel", 0)
-    image_size = _check_int(image_size, "image_size", 8)
-    steps = _check_int(steps, "steps", 1)
-    blur_every = _check_int(blur_every, "blur_every", 1)
-    jitter = _check_int(jitter, "jitter", 0)
+    channel = validate.integer(channel, "channel", 0)
+    image_size = validate.integer(image_size, "image_size", 8)
+    steps = validate.integer(steps, "steps", 1)
+    blur_every = validate.integer(blur_every, "blur_every", 1)
+    jitter = validate.integer(jitter, "jitter", 0)
     if jitter >= image_size // 2:
         raise ValueError(f"jitter must be < image_size // 2 = {image_size // 2}, "
                          f"got {jitter}")
-    lr = _check_non_negative(lr, "lr")
+    lr = validate.real(lr, "lr", minimum=0)
     if lr == 0:
         raise ValueError("lr must be > 0")
-    blur_sigma = _check_non_negative(blur_sigma, "blur_sigma")
-    l2 = _check_non_negative(l2, "l2")
-    tv = _check_non_negative(tv, "tv")
-    init_std = _check_non_negative(init_std, "init_std")
-    _check_int(seed, "seed", 0)
+    blur_sigma = validate.real(blur_sigma, "blur_sigma", minimum=0)
+    l2 = validate.real(l2, "l2", minimum=0)
+    tv = validate.real(tv, "tv", minimum=0)
+    init_std = validate.real(init_std, "init_std", minimum=0)
+    validate.integer(seed, "seed", 0)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
 
@@ -410,14 +341,14 @@ def fourier_feature_visualisation(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    channel = _check_int(channel, "channel", 0)
-    image_size = _check_int(image_size, "image_size", 8)
-    steps = _check_int(steps, "steps", 1)
-    jitter = _check_int(jitter, "jitter", 0)
-    _check_int(seed, "seed", 0)
-    lr = _check_non_negative(lr, "lr")
-    decay_power = _check_non_negative(decay_power, "decay_power")
-    degrees = _check_non_negative(degrees, "degrees")
+    channel = validate.integer(channel, "channel", 0)
+    image_size = validate.integer(image_size, "image_size", 8)
+    steps = validate.integer(steps, "steps", 1)
+    jitter = validate.integer(jitter, "jitter", 0)
+    validate.integer(seed, "seed", 0)
+    lr = validate.real(lr, "lr", minimum=0)
+    decay_power = validate.real(decay_power, "decay_power", minimum=0)
+    degrees = validate.real(degrees, "degrees", minimum=0)
     if lr == 0:
         raise ValueError("lr must be > 0")
     if jitter >= image_size // 2:

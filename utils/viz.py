@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from . import validate
+
 __all__ = ["image_grid", "show_kernels", "show_feature_maps", "show_images",
            "show_rgb_kernels", "show_attributions", "to_numpy_image"]
 
@@ -74,8 +76,7 @@ def image_grid(
         raise ValueError("nothing to show: panels is empty")
     if titles is not None and len(titles) != len(panels):
         raise ValueError(f"got {len(titles)} titles for {len(panels)} panels")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    ncols = validate.integer(ncols, "ncols", 1)
     gray = [p for p in panels if p.ndim == 2]
     if gray and symmetric and vmin is None and vmax is None:
         limit = max(float(np.abs(p).max()) for p in gray) or 1.0
