@@ -22,9 +22,12 @@ REPO_URL = "https://github.com/cnn-kernels-course/cnn-kernels-and-feature-maps"
 SETUP_CELL = f'''\
 # Set-up for Colab and other fresh environments: get the course's `utils` package.
 try:
-    import utils.kernels
+    import utils.kernels  # noqa: F401 (only asks: is the course importable?)
 except ModuleNotFoundError:
-    import os, subprocess, sys
+    import os
+    import subprocess
+    import sys
+
     repo = os.environ.get("COURSE_REPO", "{REPO_URL}")
     course_dir = os.path.abspath("cnn-kernels-course")
     if not os.path.isdir(course_dir):

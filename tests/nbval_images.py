@@ -79,7 +79,7 @@ def parse_animation(html: str) -> Animation | None:
     if match is None or "frames[0]" not in html:
         return None
     frames = []
-    for number, fmt, data in _ANIMATION_FRAME.findall(html):
+    for _number, fmt, data in _ANIMATION_FRAME.findall(html):
         payload = data.replace("\\\n", "").replace("\\n", "").replace("\n", "")
         try:
             frames.append((fmt, base64.b64decode(payload)))
@@ -183,7 +183,8 @@ class CellImageComparison:
                 f"{self.where}: {len(actual)} picture(s) produced, "
                 f"{len(expected)} committed")
             return
-        for number, ((mime, old), (new_mime, new)) in enumerate(zip(expected, actual), 1):
+        pairs = zip(expected, actual, strict=True)
+        for number, ((mime, old), (new_mime, new)) in enumerate(pairs, 1):
             label = f"picture {number} of {len(expected)} ({mime})"
             if mime != new_mime:
                 self.problems.append(f"{self.where}: {label} is now {new_mime}")
@@ -196,7 +197,7 @@ class CellImageComparison:
                 f"{self.where}: {len(test)} HTML animation(s) produced, "
                 f"{len(reference)} committed")
             return
-        for number, (old, new) in enumerate(zip(reference, test), 1):
+        for number, (old, new) in enumerate(zip(reference, test, strict=True), 1):
             label = f"HTML animation {number}"
             if len(old.frames) != len(new.frames):
                 self.problems.append(
@@ -204,7 +205,7 @@ class CellImageComparison:
                     f"{len(old.frames)} committed")
                 continue
             for index, ((_, old_frame), (_, new_frame)) in enumerate(
-                    zip(old.frames, new.frames)):
+                    zip(old.frames, new.frames, strict=True)):
                 self._compare(f"{label}, frame {index}",
                               f"animation{number}-frame{index}", old_frame, new_frame)
 

@@ -118,7 +118,7 @@ def test_separable_saving_is_bounded_by_k_squared():
         assert all(r > 1 / k**2 for r in ratios)  # never more than k² times cheaper
         assert ratios == sorted(ratios, reverse=True)
         formula = [1 / c + 1 / k**2 for c in (8, 64, 512, 4096)]
-        assert all(r > f for r, f in zip(ratios, formula))  # BN sits above formula
+        assert all(r > f for r, f in zip(ratios, formula, strict=True))  # BN sits above formula
 
 
 def test_separable_block_with_bn_per_layer():

@@ -232,7 +232,7 @@ def test_trained_kernels_match_the_bank_only_a_little_better(trained_state):
     assert abs(trained_mean - 0.74) < 0.03
     assert 0 < trained_mean - initial_mean < 0.1  # "only a little"
     own_start = [np.corrcoef(t.ravel(), i.ravel())[0, 1]
-                 for t, i in zip(trained, initial)]
+                 for t, i in zip(trained, initial, strict=True)]
     assert 0.85 < np.median(own_start) < 0.95  # "about 0.9 (median)"
     # "mostly Gabor kernels, before and after training alike"
     for weights in (trained, initial):

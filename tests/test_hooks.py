@@ -51,9 +51,9 @@ def test_last_forward_pass_wins():
 
 def test_unknown_layer_name_fails_before_any_hook():
     net = small_net()
-    with pytest.raises(KeyError, match="unknown layer name"):
-        with capture_activations(net, ["0", "conv9"]):
-            pass
+    with pytest.raises(KeyError, match="unknown layer name"), \
+            capture_activations(net, ["0", "conv9"]):
+        pass
     assert hook_count(net) == 0
 
 

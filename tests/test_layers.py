@@ -135,7 +135,7 @@ def test_aspp_matches_torchvision_deeplabv3():
     ours_state = list(ours.state_dict().values())
     reference_keys = list(reference.state_dict().keys())
     assert len(ours_state) == len(reference_keys)
-    reference.load_state_dict(dict(zip(reference_keys, ours_state)))
+    reference.load_state_dict(dict(zip(reference_keys, ours_state, strict=True)))
     x = torch.randn(2, 32, 21, 17)
     torch.testing.assert_close(ours(x), reference(x))
 

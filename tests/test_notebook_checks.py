@@ -145,7 +145,7 @@ def test_animation_ids_are_sanitised_and_frames_taken_out():
     assert old.html == new.html
     assert len(old.frames) == len(new.frames) == 3
     assert "base64" not in old.html and "new Array(FRAMES)" in old.html
-    for (_, a), (_, b) in zip(old.frames, new.frames):
+    for (_, a), (_, b) in zip(old.frames, new.frames, strict=True):
         assert nbval_images.image_difference(a, b) == ("rms", 0.0)
     assert nbval_images.parse_animation("<b>not an animation</b>") is None
 

@@ -104,8 +104,8 @@ def test_executed_top_to_bottom(notebook):
     counts = [(number, cell.get("execution_count"))
               for number, cell in enumerate(code_cells(notebook)) if cell.source.strip()]
     expected = list(range(1, len(counts) + 1))
-    wrong = [f"Cell {number}: {count}" for (number, count), want in zip(counts, expected)
-             if count != want]
+    wrong = [f"Cell {number}: {count}"
+             for (number, count), want in zip(counts, expected, strict=True) if count != want]
     assert not wrong, (
         f"{notebook.path} was not executed once, top to bottom (execution counts should "
         f"be 1..{len(counts)}; run `make execute NOTEBOOKS={notebook.path}`): "
