@@ -2,6 +2,7 @@
 #   make book     build the website into _build/html (warnings are errors)
 #   make test     run every test: unit tests, all notebooks (nbval), website build
 #   make unit     run only the fast unit tests (pytest -m unit; under a minute)
+#   make lint     ruff over the Python code and the notebooks' code cells
 #   make lab      open the course in JupyterLab
 #   make execute  re-execute notebooks in place (authors, after a change)
 #   make student  generate the student versions of the labs into student/
@@ -18,7 +19,7 @@ export COURSE_DATA_MIRROR
 export COURSE_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: venv data book test unit lab execute student bench clean
+.PHONY: venv data book lint test unit lab execute student bench clean
 
 venv: $(STAMP)
 
@@ -37,8 +38,13 @@ data: venv
 book: venv
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
-# The site is built first (warnings are errors) so that tests/test_browser.py finds it.
+lint: venv
+	$(BIN)/python -m ruff check .
+
+# Lint first (seconds), then the site (warnings are errors) so that the browser tests
+# find it, then every test.
 test: data
+	$(MAKE) lint
 	$(MAKE) book
 	$(BIN)/python -m pytest
 

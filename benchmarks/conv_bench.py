@@ -33,10 +33,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.arithmetic import conv_macs, output_size  # noqa: E402
-from utils.conv import conv2d_fft, conv2d_im2col, conv2d_naive, conv2d_winograd  # noqa: E402
+from utils.arithmetic import conv_macs, output_size
+from utils.conv import conv2d_fft, conv2d_im2col, conv2d_naive, conv2d_winograd
 
 SHAPES = {
     "a": {"input": (1, 64, 224, 224), "weight": (64, 64, 3, 3), "padding": 1,

@@ -25,8 +25,10 @@ import sys
 import threading
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+# The browser helpers of the tests (tests/browser_site.py) and the repository paths
+# they use (scripts/course_env.py); a benchmark is a script, not part of a package.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent / folder)
+                for folder in ("scripts", "tests")]
 
 from browser_site import SITE, _QuietHandler, find_chromium  # noqa: E402
 

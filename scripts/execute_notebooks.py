@@ -11,7 +11,7 @@ Run ``make execute`` after changing a notebook or ``utils``, and commit the resu
 
 The notebooks run with PyTorch's native CPU kernels; the test run (nbval) re-executes
 them with ``ATEN_CPU_CAPABILITY=default`` and compares with what this script committed
-(see ``tests/notebook_env.py``). Budget: ``NOTEBOOK_BUDGET_S`` per notebook and
+(see ``scripts/course_env.py``). Budget: ``NOTEBOOK_BUDGET_S`` per notebook and
 ``TOTAL_BUDGET_S`` for all on the reference machine (2 CPU cores), enforced by
 ``tests/test_notebook_checks.py`` from the recorded times.
 """
@@ -24,18 +24,13 @@ import fcntl
 import json
 import os
 import platform
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
 import nbformat
+from course_env import REPO_ROOT, TEST_ENV, apply_notebook_env
 from nbclient import NotebookClient
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from notebook_env import TEST_ENV, apply_notebook_env  # noqa: E402
 
 TIMES_FILE = REPO_ROOT / "execution_times.json"
 REPORT_FILE = REPO_ROOT / "execution_report.md"

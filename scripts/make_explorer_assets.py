@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from pathlib import Path
 
 import numpy as np
+from course_env import REPO_ROOT
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from utils import data  # noqa: E402
+from utils import data
 
 ASSETS = REPO_ROOT / "_static" / "explorer"
 

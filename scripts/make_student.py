@@ -36,9 +36,9 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from course_env import REPO_ROOT
 from traitlets.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LABS_DIR = REPO_ROOT / "labs"
 DEFAULT_OUTPUT = REPO_ROOT / "student"
 COURSE_ID = "cnn-kernels-and-feature-maps"

@@ -27,9 +27,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from course_env import REPO_ROOT
 from repo_scripts import load_script
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SITE = REPO_ROOT / "_build" / "html"
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 REQUIRE_ENV = "COURSE_REQUIRE_BROWSER"

@@ -62,8 +62,15 @@ BROWSER_MODULES = {"test_browser", "test_explorer", "test_accessibility"}
 SLOW_MODULES = {"test_labs", "test_colab_setup", "test_notebook_checks",
                 "test_offline_guard", "test_lab03_04_numbers", "test_chapter05_numbers",
                 "test_chapter06_numbers", "test_chapter07_numbers"}
+# Unit tests that take seconds each (HTML animations, a full VGG16 on the CPU): they
+# run in `make test`, and `make unit` stays well under a minute without them.
 SLOW_TESTS = {"test_portable_mode_gives_the_same_weights_on_two_simulated_cpus",
-              "test_portable_mode_refuses_to_start_too_late", "test_fft_gradcheck"}
+              "test_portable_mode_refuses_to_start_too_late", "test_fft_gradcheck",
+              "test_animation_html_has_alt_text_and_a_labelled_slider",
+              "test_animation_html_is_reproducible_and_ids_are_stable",
+              "test_sliding_window_animation_frames_and_html",
+              "test_vgg16_layer_names_follow_torchvision_layout",
+              "test_chapter1_exercises"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

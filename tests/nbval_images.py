@@ -315,8 +315,8 @@ def _execute_like_jupyter(kernel_class) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     if config.getoption("nbval", False) or config.getoption("nbval_lax", False):
+        from course_env import apply_notebook_env
         from nbval.kernel import RunningKernel
-        from notebook_env import apply_notebook_env
 
         apply_notebook_env(testing=True)
         _execute_like_jupyter(RunningKernel)

@@ -4,20 +4,16 @@ the Winograd matrices written out from Lavin & Gray 2016).
 """
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from repo_scripts import load_script
 from scipy import signal
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from utils import arithmetic, conv, data, fusion, kernels, prune
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 # ------------------------------------------------------------------- naive, im2col
 
@@ -372,8 +368,7 @@ def test_half_pruning_leaves_a_quarter_of_conv2():
 # ---------------------------------------------------------------------- benchmarks
 
 def test_benchmark_shapes_and_targets_match_the_prose():
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    import conv_bench
+    conv_bench = load_script("benchmarks/conv_bench.py")
 
     shapes = conv_bench.SHAPES
     assert shapes["a"]["input"] == (1, 64, 224, 224) and shapes["a"]["weight"][0] == 64

@@ -7,7 +7,6 @@ NumPy-normalised test images, not with ``utils.train.evaluate``.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,6 @@ from torch import nn
 
 from utils import arithmetic, data, kernels, models, repro, train
 from utils.data import MNIST_MEAN, MNIST_STD
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

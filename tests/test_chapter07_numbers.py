@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import re
 import warnings
-from pathlib import Path
 
 import nbformat
 import pytest
 import scipy.stats
 import torch
 from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Saliency
+from course_env import REPO_ROOT
 from test_probe import softmax_regression_scipy
 
 from utils import attribution, data, models, probe, train, vis_optim
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = REPO_ROOT / "chapters" / "07_attribution.ipynb"
 
 

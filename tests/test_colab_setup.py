@@ -49,17 +49,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_env import REPO_ROOT
+from nbtemplate import SETUP_CELL
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GUARD_DIR = Path(__file__).resolve().parent / "offline_guard"
 COLAB_REQUIREMENTS = REPO_ROOT / "requirements-colab.txt"
 LOCK_FILE = REPO_ROOT / "requirements-lock.txt"
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
-from nbtemplate import SETUP_CELL  # noqa: E402
 
 # A matching pair from the registry, older than the course's lock (torch 2.14.1,
 # torchvision 0.29.1), both CUDA builds, which run on CPU. "===" excludes local

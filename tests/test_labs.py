@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from course_env import REPO_ROOT
 from repo_scripts import load_script  # noqa: E402
 
 LABS = sorted((REPO_ROOT / "labs").glob("*.ipynb"))

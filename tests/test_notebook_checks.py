@@ -26,16 +26,11 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import nbformat
+import nbval_images  # noqa: E402
 import numpy as np
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TESTS_DIR = REPO_ROOT / "tests"
-sys.path.insert(0, str(TESTS_DIR))
-
-import nbval_images  # noqa: E402
-from notebook_env import NOTEBOOK_ENV, TEST_ENV, apply_notebook_env  # noqa: E402
-from repo_scripts import load_script  # noqa: E402
+from course_env import NOTEBOOK_ENV, REPO_ROOT, TEST_ENV, apply_notebook_env
+from repo_scripts import load_script
 
 GETTING_STARTED = REPO_ROOT / "chapters" / "00_getting_started.ipynb"
 
@@ -273,7 +268,8 @@ def run_nbval(notebook: Path, report: Path) -> subprocess.CompletedProcess:
     """pytest with the repository's configuration (nbval strict, sanitizer, plugin) on
     one notebook outside the repository."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT / "tests"), str(REPO_ROOT / "scripts"), env.get("PYTHONPATH", "")])
     env["COURSE_IMAGE_ARTIFACTS"] = str(report.parent / "image-artifacts")
     env.pop("COURSE_TEST_NATIVE_CPU", None)  # the configuration under test, as in CI
     command = [sys.executable, "-m", "pytest", "-c", str(REPO_ROOT / "pyproject.toml"),
@@ -433,8 +429,7 @@ def test_report_formats_times():
 
 
 def test_runtime_badge_extension():
-    sys.path.insert(0, str(REPO_ROOT / "_ext"))
-    import runtime_badge
+    runtime_badge = load_script("_ext/runtime_badge.py")
 
     assert runtime_badge.format_seconds(4.3) == "about 4 s"
     assert runtime_badge.format_seconds(83) == "about 1 min 25 s"

@@ -9,16 +9,11 @@ names the notebook and the cell as nbval does ("Cell N" counts code cells from 0
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-from nbtemplate import SETUP_CELL, SETUP_TAGS  # noqa: E402
+from course_env import REPO_ROOT
+from nbtemplate import SETUP_CELL, SETUP_TAGS
 
 NOTEBOOKS = sorted(REPO_ROOT.glob("chapters/*.ipynb")) + sorted(REPO_ROOT.glob("labs/*.ipynb"))
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")

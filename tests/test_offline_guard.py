@@ -1,7 +1,7 @@
 """Notebooks execute with outbound network access blocked, loopback allowed.
 
 ``tests/offline_guard/sitecustomize.py`` is loaded in every notebook kernel (see
-``tests/notebook_env.py``). Here a small notebook that tries to reach the internet is
+``scripts/course_env.py``). Here a small notebook that tries to reach the internet is
 run by pytest/nbval in a subprocess with the repository's configuration: each cell that
 tries must fail, named, even when it catches ``Exception``; a cell that talks to a
 server on 127.0.0.1 must pass.
@@ -16,10 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_notebook_checks import junit_outcomes, run_nbval  # noqa: E402
+from test_notebook_checks import junit_outcomes, run_nbval
 
 GUARD = Path(__file__).resolve().parent / "offline_guard"
 

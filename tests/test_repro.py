@@ -5,16 +5,14 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from course_env import REPO_ROOT
 
 from utils import repro
 from utils.models import TinyCNN
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def draws():

@@ -3,17 +3,15 @@ and a smoke test of benchmarks/loader_bench.py."""
 
 import inspect
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from course_env import REPO_ROOT
 from repo_scripts import load_script
 from torch import nn
 
 from utils import models, repro, train
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny_data(n=96, seed=0):

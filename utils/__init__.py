@@ -3,11 +3,16 @@
 Each module holds one kind of thing, and each function's docstring names the chapter
 that derives it:
 
-- ``utils.kernels``: classic hand-made kernels (Sobel, Gaussian, Gabor, ...).
-- ``utils.conv``: output-size and receptive-field formulas, naive / im2col / Winograd
-  convolution, Conv-BN fusion.
-- ``utils.layers``: the depthwise separable block, ASPP, and parameter / MAC / FLOP
-  counting.
+- ``utils.validate``: the argument checks every module uses (ints, pairs, shapes,
+  numbers, tensors, window fits, memory), with messages naming argument and range.
+- ``utils.arithmetic``: output size, receptive field (formula and gradient
+  measurement), parameter and multiply-accumulate counts.
+- ``utils.kernels``: classic hand-made kernels (Sobel, Gaussian, Gabor, ...) and a
+  separable Gaussian blur.
+- ``utils.conv``: naive, im2col, Winograd and FFT convolution.
+- ``utils.fusion``: Conv-BN fusion.
+- ``utils.layers``: the depthwise separable block, ASPP, and the per-layer cost counter
+  (parameters, MACs, FLOPs).
 - ``utils.prune``: channel pruning by BatchNorm |γ| (network slimming).
 - ``utils.checks``: the labs' autograded checks, with feedback a student can act on.
 - ``utils.interactive``: the sliding-window and kernel explorers (static and live).
@@ -19,12 +24,17 @@ that derives it:
 - ``utils.probe``: a linear probe on VGG16's frozen features (the offline classifier
   head), with cached CIFAR-10 features.
 - ``utils.hooks``: capturing feature maps with forward hooks.
-- ``utils.models``: ``TinyCNN`` and the pretrained VGG16 ``features``.
+- ``utils.models``: ``TinyCNN``, VGG16 ``features`` and ``truncate_after``.
+- ``utils.weights``: the ImageNet weights of VGG16, fetched, converted and checked.
 - ``utils.data``: MNIST, Fashion-MNIST, a CIFAR-10 sample and sample photographs,
   from an offline mirror or the official downloads, checked by checksum.
 - ``utils.train``: the training and evaluation loops.
-- ``utils.repro``: seeding, deterministic algorithms, thread count, device.
+- ``utils.repro``: seeding, deterministic algorithms, thread count, device, portable
+  CPU mode, and digests of weights.
 - ``utils.viz``: grids of kernels, feature maps, images and attribution maps.
+
+Imports only go down this list's dependency order (``tests/test_architecture.py``
+checks that there is no circle and no private name used across modules).
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Block outbound network access in processes started for notebook execution.
 
 Loaded automatically (Python imports ``sitecustomize`` at start-up) when this folder
-is on ``PYTHONPATH`` and ``COURSE_BLOCK_NETWORK=1``; ``tests/notebook_env.py`` sets both
+is on ``PYTHONPATH`` and ``COURSE_BLOCK_NETWORK=1``; ``scripts/course_env.py`` sets both
 for every notebook kernel (and for the processes a notebook starts). Loopback and Unix
 sockets still work (the kernel talks to Jupyter over them). Any other connection,
 datagram or name lookup raises ``NetworkBlocked``, a ``BaseException`` so that no

@@ -1,5 +1,8 @@
 """The one environment every notebook kernel runs in, for tests and for re-execution.
 
+Imported by ``scripts/`` (its own folder) and by the tests (``pythonpath`` in
+``pyproject.toml``); it imports nothing from ``utils``.
+
 The root ``conftest.py`` applies it (with ``testing=True``) before nbval starts
 kernels, and ``scripts/execute_notebooks.py`` applies it (with ``testing=False``)
 before re-executing notebooks, so committed outputs and checked outputs come from the
@@ -23,8 +26,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The repository's top folder: scripts, tests and benchmarks take it from here.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GUARD_DIR = Path(__file__).resolve().parent / "offline_guard"
+GUARD_DIR = REPO_ROOT / "tests" / "offline_guard"
 
 NOTEBOOK_ENV = {
     "COURSE_BLOCK_NETWORK": "1",  # see tests/offline_guard/sitecustomize.py
