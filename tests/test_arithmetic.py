@@ -18,13 +18,6 @@ from utils import arithmetic as A
 quick = settings(max_examples=40, deadline=None, derandomize=True)
 
 
-def arithmetic_flat(layers):
-    """(name, layer) of every layer of a stack, nested nn.Sequential opened, in the
-    order receptive_field_table walks them."""
-    return [(row["name"], layer) for row, layer in zip(
-        A.receptive_field_table(layers), _leaves(layers), strict=True)]
-
-
 def _leaves(layers):
     for layer in layers:
         if isinstance(layer, nn.Sequential):
@@ -132,7 +125,7 @@ def test_depthwise_separable_saves_about_eight_times():
 def _dense(layers):
     """True when no window has holes: no dilation, and every kernel at least its
     stride (otherwise some input pixels inside the field are never read)."""
-    for _, layer in arithmetic_flat(layers):
+    for layer in _leaves(layers):
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
             k, s = (v if isinstance(v, int) else v[0] for v in (layer.kernel_size,
                                                                  layer.stride))

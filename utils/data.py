@@ -210,9 +210,7 @@ def centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
     """The largest centred square of a (C, H, W) image, resized to ``size``×``size``
     (bilinear, antialiased, clamped back to [0, 1])."""
     size = validate.integer(size, "size", 1)
-    if not isinstance(image, torch.Tensor) or image.dim() != 3:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image)
-        raise ValueError(f"image must be a (C, H, W) tensor, got {shape}")
+    validate.tensor(image, "image", "CHW")
     height, width = image.shape[1:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2

@@ -237,9 +237,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur each channel of (N, C, H, W) ``x`` with a Gaussian of standard deviation
     ``sigma`` pixels: two 1-D passes with ``gaussian_1d`` of size
     2·ceil(3σ)+1, reflect padding so the output has the input's size."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a tensor of shape (N, C, H, W), got {shape}")
+    validate.tensor(x, "x", "NCHW")
     sigma = validate.real(sigma, "sigma", positive=True)
     size = 2 * math.ceil(3 * sigma) + 1
     half = size // 2

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from . import validate
-from .weights import vgg16_state
+from .weights import VGG16_CONV_INDICES, vgg16_state
 
 __all__ = [
     "TinyCNN", "vgg16_features", "truncate_after", "VGG16_LAYERS", "VGG16_CONV_INDICES",
@@ -33,7 +33,6 @@ for _block, _n in enumerate(_block_sizes, start=1):
         _index += 2
     VGG16_LAYERS[str(_index)] = f"pool{_block}"
     _index += 1
-VGG16_CONV_INDICES = tuple(int(k) for k, v in VGG16_LAYERS.items() if v.startswith("conv"))
 
 
 

