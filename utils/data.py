@@ -28,6 +28,7 @@ from . import validate
 __all__ = [
     "data_dir", "mirror_dir", "ensure_file", "load_mnist", "load_fashion_mnist",
     "dataset_tensors", "cifar10_sample", "sample_image", "centre_square", "data_status",
+    "save_atomic",
     "MNIST_MEAN", "MNIST_STD", "CIFAR10_CLASSES", "SAMPLE_IMAGES",
 ]
 
@@ -220,6 +221,18 @@ def centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
         align_corners=False,
     )
     return resized[0].clamp_(0.0, 1.0)
+
+
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` without ever leaving a half-written file: the
+    file is written next to its target and then renamed over it (the way the cached
+    weights and features under ``data/`` are saved)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
 
 
 def data_status() -> list[dict[str, object]]:

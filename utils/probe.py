@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate
-from .data import cifar10_sample, data_dir
-from .models import IMAGENET_MEAN, IMAGENET_STD, vgg16_features
+from .data import cifar10_sample, data_dir, save_atomic
+from .models import vgg16_features
+from .vis_optim import imagenet_normalise
 
 __all__ = ["PROBE_SIZE", "PROBE_LAYER", "N_PROBE_TRAIN", "cifar_probe_split",
            "cifar_probe_images", "gap_features", "probe_features", "fit_linear_probe",
@@ -53,9 +54,7 @@ def cifar_probe_images(size: int = PROBE_SIZE) -> tuple[torch.Tensor, torch.Tens
     if size != pixels.shape[-1]:
         pixels = F.interpolate(pixels, size=(size, size), mode="bilinear",
                                antialias=True, align_corners=False).clamp(0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (pixels - mean) / std, labels
+    return imagenet_normalise(pixels), labels
 
 
 class VGG16Classifier(nn.Module):
@@ -147,10 +146,7 @@ def probe_features(pretrained: bool = True, size: int = PROBE_SIZE,
     trunk = vgg16_features(pretrained=True) if pretrained else random_vgg16_features(0)
     images, _ = cifar_probe_images(size)
     features = gap_features(trunk, images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"features": features, "labels": labels}, tmp)
-    tmp.replace(path)
+    save_atomic({"features": features, "labels": labels}, path)
     return features, labels
 
 
@@ -164,13 +160,13 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int 
     folded into the returned ``nn.Linear(512, classes)``, which takes raw features and
     is float32.
     """
-    if not isinstance(features, torch.Tensor) or features.dim() != 2:
-        raise ValueError("features must be a tensor of shape (N, D)")
+    validate.tensor(features, "features", ("N", "D"))
     if not isinstance(labels, torch.Tensor) or labels.shape != (features.shape[0],):
         raise ValueError(f"labels must be a tensor of {features.shape[0]} class "
                          f"indices")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    classes = validate.integer(classes, "classes", 2)
+    weight_decay = validate.real(weight_decay, "weight_decay", minimum=0)
+    iterations = validate.integer(iterations, "iterations", 1)
     x = features.double()
     mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
     z = (x - mean) / std

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import validate
-from .data import MNIST_MEAN, MNIST_STD, data_dir, dataset_tensors, load_mnist
+from .data import MNIST_MEAN, MNIST_STD, data_dir, dataset_tensors, load_mnist, save_atomic
 from .models import TinyCNN
 from .repro import seed_everything
 
@@ -219,13 +219,8 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return path
+    return save_atomic(state, path)
 
 
 def load_or_train_tinycnn(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torchvision
 
-from .data import data_dir
+from .data import data_dir, save_atomic
 from .repro import state_digest
 
 try:
@@ -176,10 +176,7 @@ def vgg16_state(source: str | None = None) -> dict[str, torch.Tensor]:
     if digest != VGG16_DIGEST:
         raise RuntimeError(f"converted VGG16 weights have digest {digest}, "
                            f"expected {VGG16_DIGEST}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save_atomic(state, path)
     return state
 
 
