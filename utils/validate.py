@@ -107,8 +107,8 @@ def tensor(value: Any, name: str, layout: str | Sequence[str]) -> Tensor:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     if not value.is_floating_point():
         raise ValueError(
-            f"{name} must be a floating-point tensor (F.conv2d wants float), got dtype "
-            f"{value.dtype}")
+            f"{name} must be a floating-point tensor (convert it with .float()), got "
+            f"dtype {value.dtype}")
     return value
 
 
