@@ -126,6 +126,22 @@ def test_separable_block_with_bn_per_layer():
     assert [n_params(m) for m in block] == [576, 128, 0, 8192, 256, 0]
 
 
+def test_the_floor_is_the_pointwise_step():
+    """"the floor 1/k² is the pointwise 1×1 step": 8,192 of the 8,768 convolution
+    weights and 51.4 of the 56.8 million FLOPs for C_out = 128."""
+    depthwise = nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+    pointwise = nn.Conv2d(64, 128, 1, bias=False)
+    assert (n_params(pointwise), n_params(depthwise) + n_params(pointwise)) == (8_192, 8_768)
+    assert round(n_params(pointwise) / 8_768, 3) == 0.934
+    assert round(2 * macs(pointwise, SHAPE) / 1e6, 1) == 51.4
+    assert round(flops(separable(64, 128, batch_norm=True), SHAPE) / 1e6, 1) == 56.8
+    for k in (3, 5):  # depthwise share 1/C_out vanishes, pointwise share stays 1/k²
+        for c_out in (64, 512, 4096):
+            standard_weights = c_out * 64 * k * k
+            assert 64 * k * k / standard_weights == pytest.approx(1 / c_out)
+            assert c_out * 64 / standard_weights == pytest.approx(1 / k**2)
+
+
 # ------------------------------------------------------------------------ grouped
 
 
@@ -173,6 +189,29 @@ def test_dilated_receptive_fields_and_gridding():
     assert _footprint((1, 1, 1))[0] == 7
     assert _footprint((2, 2, 2)) == (13, 49)
     assert _footprint((1, 2)) == (7, 49)
+
+
+def test_path_counts_of_dilations_1_2_4():
+    """"from 1 to 9 ... offsets ±1 and ±3 have three such sums, the centre only one"."""
+    taps = (-1, 0, 1)
+    sums = {}
+    for a in taps:
+        for b in taps:
+            for c in taps:
+                sums[a + 2 * b + 4 * c] = sums.get(a + 2 * b + 4 * c, 0) + 1
+    assert sums[0] == 1 and sums[1] == sums[-1] == sums[3] == sums[-3] == 3
+    assert max(sums.values()) == 3 and len(sums) == 15
+    counts = [x * y for x in sums.values() for y in sums.values()]
+    assert (min(counts), max(counts)) == (1, 9)
+    image = torch.zeros(1, 1, 31, 31, dtype=torch.float64, requires_grad=True)
+    out = image
+    for d in (1, 2, 4):
+        out = F.conv2d(out, torch.ones(1, 1, 3, 3, dtype=torch.float64), padding=d,
+                       dilation=d)
+    out[0, 0, 15, 15].backward()
+    grad = image.grad[0, 0]
+    assert int(grad.max()) == 9 and int(grad[15, 15]) == 1
+    assert int(grad[grad != 0].min()) == 1
 
 
 def test_dilation_exercise():
@@ -240,6 +279,20 @@ def test_checkerboard_values():
     assert smooth.unique().tolist() == [9.0]
 
 
+def test_transposed_convolution_by_zero_insertion():
+    torch.manual_seed(0)
+    for n, k, s, p in ((5, 3, 2, 1), (4, 4, 2, 1), (6, 3, 3, 0), (5, 5, 1, 2)):
+        x = torch.randn(2, 4, n, n, dtype=torch.float64)
+        w = torch.randn(4, 3, k, k, dtype=torch.float64)  # (C_in, C_out, k, k)
+        spread = torch.zeros(2, 4, (n - 1) * s + 1, (n - 1) * s + 1, dtype=torch.float64)
+        spread[:, :, ::s, ::s] = x
+        ours = F.conv2d(spread, w.flip(2, 3).transpose(0, 1), padding=k - 1 - p)
+        reference = F.conv_transpose2d(x, w, stride=s, padding=p)
+        assert ours.shape == reference.shape
+        assert ours.shape[-1] == ((n - 1) * s + 1) + 2 * (k - 1 - p) - (k - 1)
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+
+
 def test_transposed_exercise_sizes():
     x = torch.zeros(1, 1, 14, 14)
     down = nn.Conv2d(1, 1, 3, stride=2, padding=1)
@@ -281,3 +334,10 @@ def test_predict_separable_exercise():
 
 def test_luma_coefficients_sum_to_one():
     assert math.isclose(0.299 + 0.587 + 0.114, 1.0)
+
+
+def test_red_exceeds_blue_on_most_of_the_photo():
+    from utils import data
+
+    photo = data.sample_image("chelsea", size=160).double()
+    assert float((photo[0] > photo[2]).double().mean()) > 0.5
