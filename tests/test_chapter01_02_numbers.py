@@ -186,9 +186,23 @@ def test_vgg16_receptive_fields_by_the_gradient_method(torchvision_vgg16_feature
     side_conv5_3, ratio_conv5_3 = _gradient_side(torchvision_vgg16_features[:29], 224)
     side_pool5, ratio_pool5 = _gradient_side(torchvision_vgg16_features, 224)
     assert (side_conv5_3, side_pool5) == (196, 212)
-    # "more than ten orders of magnitude below the centre": every path has the same
-    # number of layers, so the ratio is the same for any constant positive weight
+    # "at the corners more than ten orders of magnitude below the centre": every path
+    # has the same number of layers, so the ratio is the same for any constant
+    # positive weight
     assert ratio_conv5_3 < 1e-10 and ratio_pool5 < 1e-10
+
+
+def test_vgg16_gradient_at_the_middle_of_an_edge(torchvision_vgg16_features):
+    """"in the middle of an edge about six" orders of magnitude (torchvision's VGG16)."""
+    for stack, side, digits in ((torchvision_vgg16_features[:29], 196, (-11.1, -5.6)),
+                                (torchvision_vgg16_features, 212, (-11.7, -5.9))):
+        gradient = arithmetic.centre_unit_gradient(arithmetic.geometry_copy(stack), 224)
+        (top, left), found_side, _ = arithmetic.non_zero_square(gradient)
+        assert found_side == side
+        box = gradient[top:top + side, left:left + side] / gradient.max()
+        corner, edge = np.log10(box[0, 0]), np.log10(box[0, side // 2])
+        assert (round(float(corner), 1), round(float(edge), 1)) == digits
+        assert corner < -10 and -7 < edge < -5
 
 
 def test_effective_receptive_field_of_pretrained_vgg16():
@@ -207,6 +221,33 @@ def test_effective_receptive_field_of_pretrained_vgg16():
     centre = gradient[top + 49:top + 196 - 49, top + 49:top + 196 - 49]
     assert centre.shape == (98, 98) and 98 * 98 * 4 == 196 * 196
     assert round(float(centre.sum() / gradient.sum()), 2) == 0.83
+
+
+def test_why_convolution_parameters_equivariance_and_channels():
+    conv_params = 16 * 1 * 3 * 3 + 16
+    dense_params = 784 * (16 * 784) + 16 * 784
+    assert (conv_params, dense_params) == (160, 9_847_040)
+    assert dense_params // conv_params == 61_544  # "about 60,000 times more"
+    rng = np.random.default_rng(0)
+    image, kernel = rng.random((28, 28)), rng.standard_normal((3, 3))
+    out = scipy.signal.correlate2d(image, kernel, mode="same")
+    shifted = scipy.signal.correlate2d(np.roll(image, (2, 3), (0, 1)), kernel, mode="same")
+    np.testing.assert_allclose(shifted[4:-4, 4:-4],
+                               np.roll(out, (2, 3), (0, 1))[4:-4, 4:-4], atol=1e-12)
+    assert not np.allclose(shifted, np.roll(out, (2, 3), (0, 1)))  # the border breaks it
+    x, w, b = rng.random((3, 5, 5)), rng.standard_normal((2, 3, 3, 3)), rng.random(2)
+    ours = F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), torch.from_numpy(b))
+    for o in range(2):
+        by_hand = sum(scipy.signal.correlate2d(x[c], w[o, c], "valid") for c in range(3))
+        np.testing.assert_allclose(ours[0, o].numpy(), by_hand + b[o], atol=1e-12)
+    assert w[0].size == 27
+
+
+def test_max_pool_example():
+    block = torch.tensor([[1.0, 5, 2, 0], [3, 4, 1, 1], [0, 2, 9, 8], [6, 1, 7, 3]])
+    expected = block.reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(2, 2, 4).amax(-1)
+    assert expected.tolist() == [[5, 2], [6, 9]]
+    assert F.max_pool2d(block[None, None], 2)[0, 0].tolist() == [[5, 2], [6, 9]]
 
 
 def test_naive_loop_matches_conv2d():
@@ -344,9 +385,11 @@ def test_sharpen_laplacian_and_log():
     assert sharpen.sum() == 1 and laplacian4.sum() == 0 and kernels.box(3).sum() == 1
     assert np.array_equal(kernels.laplacian(8).numpy(),
                           np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]]))
-    g = cv2.getGaussianKernel(9, 1.4)
+    size = 2 * math.ceil(3 * 1.4) + 1  # the chapter's rule: 11 taps for σ = 1.4
+    assert size == 11
+    g = cv2.getGaussianKernel(size, 1.4)
     log_kernel = scipy.signal.convolve2d(laplacian4, g @ g.T)
-    assert log_kernel.shape == (11, 11) and abs(log_kernel.sum()) < 1e-12
+    assert log_kernel.shape == (13, 13) and abs(log_kernel.sum()) < 1e-12
     rng = np.random.default_rng(1)
     image = rng.random((48, 48))
     one_filter = scipy.signal.correlate2d(image, log_kernel, mode="same")
@@ -354,6 +397,47 @@ def test_sharpen_laplacian_and_log():
         scipy.signal.correlate2d(image, g @ g.T, mode="same"), laplacian4, mode="same")
     inside = np.s_[8:-8, 8:-8]
     np.testing.assert_allclose(one_filter[inside], two_steps[inside], atol=1e-10)
+
+
+def test_noise_amplification_of_the_laplacian_and_the_log():
+    """"noise of standard deviation 0.05 into a response of about 0.22, more than four
+    times larger"; edges "about 9" and "about 30" times the noise; "more than three
+    times better"."""
+    laplacian4 = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float)
+    g = cv2.getGaussianKernel(11, 1.4)
+    log_kernel = scipy.signal.convolve2d(laplacian4, g @ g.T)
+    # the standard deviation of filtered white noise is σ·‖kernel‖ (no image needed)
+    assert 0.05 * np.linalg.norm(laplacian4) == pytest.approx(0.2236, abs=1e-4)
+    rectangle = np.zeros((40, 56))
+    rectangle[10:30, 14:42] = 1.0
+    noise = 0.05 * np.random.default_rng(0).standard_normal((40, 56))
+    ratios = {}
+    for name, kernel in (("laplacian", laplacian4), ("log", log_kernel)):
+        edge = np.abs(correlate_reflect_101(rectangle, kernel)).max()
+        spread = correlate_reflect_101(noise, kernel)[8:-8, 8:-8].std()
+        ratios[name] = edge / spread
+    assert round(ratios["laplacian"]) == 9 and round(ratios["log"], -1) == 30
+    assert ratios["log"] > 3 * ratios["laplacian"]
+
+
+def test_gabor_bank_is_not_truncated_and_prefers_its_orientation():
+    sigma, gamma = 4.0, 0.5
+    size = 2 * math.ceil(3 * sigma / gamma) + 1
+    assert size == 49
+    bank = np.stack([cv2.getGaborKernel((size, size), sigma, i * math.pi / 8, 10.0, gamma,
+                                        0.0, ktype=cv2.CV_64F) for i in range(8)])
+    border = np.concatenate([bank[:, 0], bank[:, -1], bank[:, :, 0], bank[:, :, -1]], 1)
+    assert np.abs(border).max() < 0.02  # "below 2% of its peak at the border"
+    ours = kernels.gabor_bank(size, sigma, 10.0, n_orientations=8, gamma=gamma, psi=0.0)
+    np.testing.assert_allclose(ours.numpy(), bank, atol=1e-6)
+    zero_mean = bank - bank.mean(axis=(1, 2), keepdims=True)
+    rows, cols = np.mgrid[0:64, 0:64].astype(float)
+    for i in range(8):
+        t = i * math.pi / 8
+        stripes = np.cos(2 * math.pi * (cols * math.cos(t) + rows * math.sin(t)) / 10)
+        energy = [np.abs(scipy.ndimage.correlate(stripes, k, mode="mirror")).mean()
+                  for k in zero_mean]
+        assert int(np.argmax(energy)) == i
 
 
 def test_gabor_bank_and_opencv_flip():
@@ -389,9 +473,9 @@ def test_kernels_as_one_layer():
         np.testing.assert_allclose(maps[0, channel].numpy(),
                                    correlate_same(digit.astype(float), kernel),
                                    atol=1e-5)
-    gabor_layer = F.conv2d(torch.zeros(1, 1, 148, 148),
-                           torch.zeros(8, 1, 21, 21))
-    assert tuple(gabor_layer.shape) == (1, 8, 128, 128)  # reflect-padded by 10
+    gabor_layer = F.conv2d(torch.zeros(1, 1, 176, 176),
+                           torch.zeros(8, 1, 49, 49))
+    assert tuple(gabor_layer.shape) == (1, 8, 128, 128)  # reflect-padded by 24
 
 
 def test_four_libraries_agree_with_zero_padding():
@@ -445,6 +529,14 @@ def test_border_modes_differ_exactly_on_the_ring():
     padded = np.pad(grey, 1, mode="reflect")  # numpy "reflect" = OpenCV reflect-101
     np.testing.assert_allclose(scipy.signal.correlate2d(padded, box, "valid"),
                                reflect_101, atol=1e-12)
+
+
+def test_nhwc_image_whose_height_equals_the_channels_runs_silently():
+    images, _ = data.cifar10_sample()
+    nhwc = images[:1].float().permute(0, 2, 3, 1)  # (1, 32, 32, 3)
+    with torch.no_grad():
+        out = nn.Conv2d(32, 8, 3)(nhwc)  # the height, 32, is read as the channels
+    assert tuple(out.shape) == (1, 8, 30, 1)
 
 
 def test_layout_and_dtype_traps():
