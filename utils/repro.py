@@ -5,8 +5,8 @@ and a portable CPU mode in which float32 training gives the same bits on every x
 
 Every notebook starts with ``seed_everything(0)`` so that re-running it prints the same
 numbers; the notebooks that train start with ``seed_everything(0,
-portable=portable_requested())`` (both explained in
-``chapters/00_getting_started.ipynb``).
+portable=portable_requested())`` (both explained on the
+reference page ``checking.md``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ THREADS_ENV = "COURSE_NUM_THREADS"
 PORTABLE_ENV = "COURSE_PORTABLE_CPU"
 # What the portable mode sets: MKL's conditional numerical reproducibility branch that
 # gives the same results on Intel and non-Intel processors, and PyTorch's
-# non-vectorised ATen kernels. oneDNN is switched off in torch.backends.
+# non-vectorised ATen kernels. oneDNN and NNPACK are switched off in torch.backends.
 PORTABLE_SETTINGS = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
 _MKL_CBWR_BRANCH, _MKL_CBWR_COMPATIBLE = 1, 3  # constants of MKL's mkl_cbwr.h
 
@@ -66,18 +66,27 @@ def _mkl_cbwr_branch() -> int | None:
 def use_portable_cpu() -> None:
     """Make float32 CPU results bit-identical across x86 processors (portable mode).
 
-    Three libraries choose their code by the processor, and each needs its switch:
-    MKL (matrix products) follows ``MKL_CBWR=COMPATIBLE``; PyTorch's own ATen kernels
-    follow ``ATEN_CPU_CAPABILITY=default`` (no AVX2/AVX-512 code); oneDNN (fast
-    convolutions and pooling) is switched off with ``torch.backends.mkldnn.enabled``.
+    Four libraries choose their code by the processor, and each needs its switch:
+
+    * MKL (matrix products) follows ``MKL_CBWR=COMPATIBLE``;
+    * PyTorch's own ATen kernels follow ``ATEN_CPU_CAPABILITY=default`` (no AVX2 or
+      AVX-512 code);
+    * oneDNN (fast convolutions and pooling) is switched off with
+      ``torch.backends.mkldnn.enabled = False``;
+    * NNPACK, which then runs the convolutions' forward pass, reads the processor's
+      features itself (no environment variable moves it) and is switched off with
+      ``torch.backends.nnpack.set_flags(False)``; the convolutions then fall back to
+      ATen's own im2col and matrix product, i.e. to the two libraries above.
+
     MKL and ATen read their variable once, at the first tensor operation that needs
     them, so this must run right after ``import torch``, before any computation. It
-    checks that both took effect and raises ``RuntimeError`` otherwise. The price is
-    speed: training runs several times slower than with the native kernels.
-    Explained in ``chapters/00_getting_started.ipynb``.
+    checks that all four took effect and raises ``RuntimeError`` otherwise. The price
+    is speed: training runs slower than with the native kernels.
+    Explained on the reference page ``checking.md``.
     """
     os.environ.update(PORTABLE_SETTINGS)
     torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
     capability = torch.backends.cpu.get_cpu_capability()
     mkl_branch = _mkl_cbwr_branch()
     late = []
@@ -95,11 +104,17 @@ def use_portable_cpu() -> None:
             "Python.")
 
 
+def _nnpack_enabled() -> bool:
+    """Whether PyTorch would run NNPACK's convolutions (built with it and switched on)."""
+    return torch.backends.nnpack.is_available() and torch._C._get_nnpack_enabled()
+
+
 def portable_cpu_active() -> bool:
-    """Whether all three settings of ``use_portable_cpu`` are in effect."""
+    """Whether all four settings of ``use_portable_cpu`` are in effect."""
     mkl_branch = _mkl_cbwr_branch()
     return (torch.backends.cpu.get_cpu_capability() == "DEFAULT"
             and not torch.backends.mkldnn.enabled
+            and not _nnpack_enabled()
             and mkl_branch in (None, _MKL_CBWR_COMPATIBLE))
 
 
@@ -111,7 +126,7 @@ def seed_everything(seed: int = 0, threads: int | None = None,
     environment variable ``COURSE_NUM_THREADS`` is used if set (the test suite sets it
     to 2, the reference machine's core count), otherwise PyTorch's default is kept.
     ``portable=True`` first switches on the portable CPU mode (``use_portable_cpu``:
-    bit-identical float32 results on every x86 CPU, several times slower), which only
+    bit-identical float32 results on every x86 CPU, slower), which only
     works before the first tensor operation. Returns a ``torch.Generator`` seeded with
     ``seed`` for code that wants its own stream of random numbers.
     """
