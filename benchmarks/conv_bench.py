@@ -14,7 +14,9 @@ alone, each as large as the padded image, would take 859 MB.
 Each implementation is warmed up, then all are timed in interleaved rounds with
 ``time.perf_counter`` and the best call is kept: other processes on a shared machine
 only ever make a call slower, so the minimum is the most repeatable estimate and the
-ratio to ``F.conv2d`` (timed in the same rounds) is fair. GFLOP/s counts 2 FLOPs per
+ratio to ``F.conv2d`` (timed in the same rounds) is fair. On a machine whose load
+changes during the run, ``median_times`` (the median over rounds of each round's best
+call) is steadier still; chapter 4 uses it. GFLOP/s counts 2 FLOPs per
 multiply-accumulate of the direct convolution for every implementation, so Winograd,
 which does fewer multiplies, can exceed the matmul rate. Targets: im2col at most
 1.5× and Winograd at most 3× the time of ``F.conv2d``. ``run_benchmarks`` returns
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -78,6 +81,30 @@ def best_times(functions: dict[str, Callable[[], object]], rounds: int,
     return best
 
 
+def median_times(functions: dict[str, Callable[[], object]], rounds: int,
+                 calls: int) -> dict[str, float]:
+    """Median over rounds of each function's best call in that round (seconds).
+
+    Same warm-up and interleaving as ``best_times``; each round keeps the fastest of
+    its ``calls`` calls of every function, and the median of those ``rounds`` values
+    is returned. A burst of load from other programs then moves a ratio of two
+    functions timed in the same rounds much less than a single minimum can.
+    """
+    for function in functions.values():
+        function()
+        function()
+    per_round: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            best = float("inf")
+            for _ in range(calls):
+                start = time.perf_counter()
+                function()
+                best = min(best, time.perf_counter() - start)
+            per_round[name].append(best)
+    return {name: statistics.median(values) for name, values in per_round.items()}
+
+
 def matmul_gflops(size: int = 2048, rounds: int = 5) -> float:
     """The machine's float32 matrix-multiply rate in GFLOP/s (2·n³ FLOPs per call)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -93,24 +120,26 @@ def _shape_label(key: str) -> str:
 
 def run_benchmarks(threads: int = 2, rounds: int = 15, calls: int = 3,
                    shapes: tuple[str, ...] = tuple(SHAPES),
-                   seed: int = 0) -> list[dict]:
+                   seed: int = 0, median: bool = False) -> list[dict]:
     """Time every implementation on every shape; one dict per (shape, implementation).
 
     Keys: shape, implementation, ms, gflops, ratio (to F.conv2d on the same shape),
     target (the allowed ratio or None), met (bool or None), max_abs_error (against
     F.conv2d), threads and matmul_gflops (the machine's rate, for a roofline). The
-    thread count is restored afterwards.
+    times are each implementation's best call (``best_times``), or with
+    ``median=True`` the median over rounds of each round's best (``median_times``).
+    The thread count is restored afterwards.
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(threads, rounds, calls, shapes, seed)
+        return _run(threads, rounds, calls, shapes, seed, median)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run(threads: int, rounds: int, calls_per_round: int, shapes: tuple[str, ...],
-         seed: int) -> list[dict]:
+         seed: int, median: bool) -> list[dict]:
     generator = torch.Generator().manual_seed(seed)
     peak = matmul_gflops()
     cases = {}
@@ -132,7 +161,8 @@ def _run(threads: int, rounds: int, calls_per_round: int, shapes: tuple[str, ...
         out_h = output_size(x.shape[2], w.shape[2], padding=spec["padding"])
         out_w = output_size(x.shape[3], w.shape[3], padding=spec["padding"])
         macs = x.shape[0] * conv_macs(w.shape[1], w.shape[0], w.shape[2], out_h, out_w)
-        times = best_times(calls, rounds if key != "c" else 2, calls_per_round)
+        timer = median_times if median else best_times
+        times = timer(calls, rounds if key != "c" else 2, calls_per_round)
         for name, seconds in times.items():
             target = TARGETS.get(name) if key in ("a", "b") else None
             ratio = seconds / times["F.conv2d"]
@@ -147,13 +177,14 @@ def _run(threads: int, rounds: int, calls_per_round: int, shapes: tuple[str, ...
     return results
 
 
-def format_table(results: list[dict]) -> str:
-    """The results as a fixed-width text table."""
+def format_table(results: list[dict], targets: bool = True) -> str:
+    """The results as a fixed-width text table; ``targets=False`` leaves out the
+    column that says whether each target was met."""
     lines = [f"threads: {results[0]['threads']}, float32 matmul 2048×2048: "
              f"{results[0]['matmul_gflops']:.1f} GFLOP/s",
              f"{'shape':40s} {'implementation':16s} {'time (ms)':>10s} "
-             f"{'GFLOP/s':>8s} {'% peak':>6s} {'ratio':>7s}  {'target':14s} "
-             f"{'max |err|':>9s}"]
+             f"{'GFLOP/s':>8s} {'% peak':>6s} {'ratio':>7s}  "
+             + (f"{'target':14s} " if targets else "") + f"{'max |err|':>9s}"]
     previous = None
     for row in results:
         shape = row["shape"] if row["shape"] != previous else ""
@@ -163,7 +194,8 @@ def format_table(results: list[dict]) -> str:
         peak = 100 * row["gflops"] / row["matmul_gflops"]
         lines.append(f"{shape:40s} {row['implementation']:16s} {row['ms']:10.3f} "
                      f"{row['gflops']:8.1f} {peak:6.0f} {row['ratio']:7.2f}  "
-                     f"{target:14s} {row['max_abs_error']:9.1e}")
+                     + (f"{target:14s} " if targets else "")
+                     + f"{row['max_abs_error']:9.1e}")
     return "\n".join(lines)
 
 

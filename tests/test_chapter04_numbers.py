@@ -234,7 +234,7 @@ def fft_count(size, k, c_in=8, c_out=8):
 def test_multiply_count_table():
     table = {3: (132, 9.4, 21.9, 0.43), 5: (136, 26.2, 23.4, 1.12),
              9: (144, 84.9, 26.5, 3.21), 15: (156, 235.9, 31.5, 7.48),
-             25: (176, 655.4, 41.0, 15.99)}
+             25: (176, 655.4, 41.0, 15.99), 41: (208, 1762.7, 58.9, 29.93)}
     for k, (side, direct_m, fft_m, ratio) in table.items():
         x, w = torch.zeros(1, 8, 128, 128), torch.zeros(8, 8, k, k)
         with FlopCounterMode(display=False) as counter:
@@ -248,15 +248,23 @@ def test_multiply_count_table():
 
 
 def test_multiply_count_prose():
-    """69-fold (625/9) against less than double; 2.3× more for 3×3; cheaper from
+    """187-fold (1681/9) against less than triple; 2.3× more for 3×3; cheaper from
     k = 5 on."""
     counts = {k: (8 * 8 * k * k * 128 * 128, fft_count(128, k)[1])
-              for k in (3, 5, 9, 15, 25)}
-    direct_growth = counts[25][0] / counts[3][0]
-    assert direct_growth == 625 / 9 and round(direct_growth) == 69
-    assert counts[25][1] / counts[3][1] < 2
+              for k in (3, 5, 9, 15, 25, 41)}
+    direct_growth = counts[41][0] / counts[3][0]
+    assert direct_growth == 1681 / 9 and round(direct_growth) == 187
+    assert counts[41][1] / counts[3][1] < 3
     assert round(counts[3][1] / counts[3][0], 1) == 2.3
-    assert [k for k, (direct, fft) in counts.items() if fft < direct] == [5, 9, 15, 25]
+    assert [k for k, (direct, fft) in counts.items() if fft < direct] == [
+        5, 9, 15, 25, 41]
+
+
+def test_fft_sizes_and_their_prime_factors():
+    """ "144 = 2⁴·3² at k = 9 … 136 = 2³·17 at k = 5" (FFT size H + 2p + k − 1)."""
+    assert fft_count(128, 9)[0] == 144 == 2**4 * 3**2
+    assert fft_count(128, 5)[0] == 136 == 2**3 * 17
+    assert fft_count(128, 41)[0] == 208
 
 
 def test_vgg_kernel_spectra_memory():
@@ -358,6 +366,44 @@ def test_slim_cnn_table_sizes():
     assert slim_counts(6, 12) == (6_628, 175_224)
     assert slim_counts(4, 8) == (4_278, 88_592)
     assert slim_counts(2, 4) == (2_072, 30_184)
+
+
+def test_pruning_channels_with_zero_gamma_and_beta_changes_nothing():
+    """ "When the removed channels have γ = β = 0 … the pruned network computes the
+    same function as the original." """
+    torch.manual_seed(3)
+    model = chapter_slim_cnn().double().eval()
+    removed = ([1, 4, 6], [0, 5, 9, 10, 15])
+    with torch.no_grad():
+        for bn, channels in zip((model[1], model[5]), removed, strict=True):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+            bn.weight[channels] = 0.0
+            bn.bias[channels] = 0.0
+    keep = [[c for c in range(8) if c not in removed[0]],
+            [c for c in range(16) if c not in removed[1]]]
+    conv1, bn1, conv2 = prune.prune_conv_bn_channels(model[0], model[1], model[4],
+                                                     keep[0])
+    conv2, bn2, linear = prune.prune_conv_bn_channels(conv2, model[5], model[9],
+                                                      keep[1])
+    pruned = nn.Sequential(conv1, bn1, nn.ReLU(), nn.MaxPool2d(2), conv2, bn2,
+                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), linear).eval()
+    x = torch.randn(5, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model(x), rtol=0, atol=1e-12)
+
+
+def test_global_threshold_takes_every_first_layer_channel():
+    """ "a global threshold that removes 12 of the 24 channels takes all 8 of the
+    first layer … the global scope keeps 1 + 12 = 13" when every first-layer |γ| is
+    below every second-layer one."""
+    first, second = torch.linspace(0.09, 0.2, 8), torch.linspace(0.22, 0.53, 16)
+    keep = prune.channels_to_keep([first, second], 0.5, "global")
+    assert [len(k) for k in keep] == [1, 12]
+    assert keep[0].tolist() == [7]                       # the largest first-layer |γ|
+    assert round(0.5 * 24) == 12 and 1 + 12 == 13
 
 
 def test_half_pruning_leaves_a_quarter_of_conv2():
