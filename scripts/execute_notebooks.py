@@ -55,28 +55,11 @@ recorded time exceeds it or a notebook has none.
 
 ## How the outputs on this website are checked
 
-The pages show the outputs committed with the notebooks. `make test` executes every
-notebook again and compares every output with the committed one (nbval, strict):
-
-- **Text** must be identical, after sanitising only memory addresses, progress bars,
-  wall-clock timings and the random element ids of HTML animations.
-- **Pictures** (PNG figures) are decoded and compared pixel by pixel: the
-  root-mean-square difference of the pixel values (0–255) must not exceed 1.0
-  (`nbval_image_tolerance` in `pyproject.toml`; a changed title letter or a 10×10-pixel
-  patch gives 2–4, rounding noise from another CPU about 0.01), and the size must not
-  change.
-  **Animations** must have the same number of frames, each compared like a picture.
-- **Another CPU**: the test run uses PyTorch's portable, non-vectorised CPU kernels
-  (`ATEN_CPU_CAPABILITY=default`) while the committed outputs come from the native
-  ones (AVX2/AVX-512), so every printed digit and every picture is shown not to depend
-  on the processor's vector instructions. The pages that train in float32 (chapter 5,
-  lab 3) run in the portable CPU mode of `utils.repro` both when committed and when
-  tested, so their trained networks are bit-identical on any x86 CPU and every output
-  is compared.
-- **No network**: notebooks execute with outbound connections blocked; data and
-  weights come from `data/` (`make data`).
-- Cells tagged `nbval-ignore-output` (wall-clock timings only) are executed but not
-  compared.
+Every run of `make test` executes the notebooks again and compares each text output,
+picture and animation frame with the one committed, using PyTorch's portable CPU
+kernels as another processor would.
+{{doc}}`checking` explains how: the comparison and its tolerances, why outputs can differ
+between processors, and the portable CPU mode used by the pages that train.
 """
 
 
