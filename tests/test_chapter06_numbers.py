@@ -187,6 +187,26 @@ def test_inplace_relu_overwrites_a_stored_conv_output(photo_batch):
     assert 0.45 < negative < 0.55  # "about half of its values are negative"
 
 
+def test_a_cloning_hook_keeps_the_negative_values(photo_batch):
+    """With ReLU(inplace=True) after conv1_1, a hook that stores a clone keeps conv1_1's
+    output: negative values (smallest about −7.0) and relu1_1 equal to it clamped."""
+    features = models.vgg16_features(pretrained=True)
+    assert features[1].inplace
+    stored = {}
+    handles = [features[0].register_forward_hook(
+                   lambda m, i, o: stored.__setitem__("conv1_1", o.detach().clone())),
+               features[1].register_forward_hook(
+                   lambda m, i, o: stored.__setitem__("relu1_1", o.detach().clone()))]
+    with torch.no_grad():
+        features[:2](photo_batch)
+    for handle in handles:
+        handle.remove()
+    conv1_1 = F.conv2d(photo_batch, features[0].weight, features[0].bias, padding=1)
+    torch.testing.assert_close(stored["conv1_1"], conv1_1, rtol=0, atol=1e-5)
+    assert f"{float(stored['conv1_1'].min()):.1f}" == "-7.0"
+    assert torch.equal(stored["relu1_1"], stored["conv1_1"].clamp(min=0))
+
+
 def test_zero_fractions_rise_with_depth(layer_outputs):
     zeros = [float((layer_outputs[i] == 0).float().mean()) for i in BLOCK_ENDS.values()]
     assert all(a < b for a, b in zip(zeros, zeros[1:], strict=False))
@@ -247,7 +267,13 @@ def test_non_detached_output_keeps_input_alive(photo_batch):
     assert alive() is None and detached.grad_fn is None
 
 
-def test_memory_saved_for_backward(vgg, photo_batch):
+@pytest.mark.parametrize("inplace", [True, False])
+def test_memory_saved_for_backward(photo_batch, inplace):
+    """70 MiB with the notebook's in-place ReLUs, and the same without them."""
+    vgg = models.vgg16_features(pretrained=True)
+    for layer in vgg:
+        if isinstance(layer, nn.ReLU):
+            layer.inplace = inplace
     weights = {p.data_ptr() for p in vgg.parameters()}
     saved = {}
 
