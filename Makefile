@@ -34,6 +34,7 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 data: venv
 	$(BIN)/python -m utils.data
 	$(BIN)/python -m utils.weights
+	$(BIN)/python -m utils.train
 
 book: venv
 	$(BIN)/jupyter-book build . --all -W -n --keep-going

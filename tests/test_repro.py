@@ -130,6 +130,110 @@ def test_portable_mode_gives_the_same_weights_on_two_simulated_cpus():
     assert native["native"][0] == "False"
 
 
+# One portable training step (forward, backward, optimiser) under torch.profiler, in a
+# fresh interpreter; prints the names of the operators that ran. With "nnpack" as the
+# argument, NNPACK is switched back on after the portable mode: the control that shows
+# the detector can fail.
+PROFILED_STEP = """
+import sys
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from utils import repro, train
+repro.seed_everything(0, threads=2, portable=True)
+if sys.argv[1:] == ["nnpack"]:
+    torch.backends.nnpack.set_flags(True)
+model = train.init_tinycnn(seed=0)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+images, labels = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    loss = F.cross_entropy(model(images), labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(repro.portable_cpu_active())
+print("\\n".join(sorted({event.key for event in prof.key_averages()})))
+"""
+# Libraries that pick their code by the processor they run on, as they appear in
+# operator names: NNPACK, oneDNN (formerly MKL-DNN), XNNPACK, FBGEMM, QNNPACK.
+CPU_DISPATCHING_BACKENDS = ("nnpack", "mkldnn", "onednn", "dnnl", "xnnpack", "fbgemm",
+                            "qnnpack")
+
+
+def operators_of_one_step(*args: str) -> tuple[str, list[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in CPU_SWITCHES}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run([sys.executable, "-c", PROFILED_STEP, *args], env=env,
+                            capture_output=True, text=True, timeout=300, check=True)
+    active, *names = result.stdout.split("\n")
+    return active, [name for name in names if name]
+
+
+def dispatching(names: list[str]) -> list[str]:
+    return [name for name in names
+            if any(backend in name.lower() for backend in CPU_DISPATCHING_BACKENDS)]
+
+
+def test_a_portable_training_step_runs_no_cpu_dispatching_backend():
+    active, names = operators_of_one_step()
+    assert active == "True"
+    assert "aten::convolution_backward" in names and "aten::addmm" in names
+    assert dispatching(names) == [], (
+        "in the portable CPU mode these operators still run in a library that picks "
+        f"its code by the processor: {dispatching(names)}")
+
+
+@pytest.mark.skipif(not torch.backends.nnpack.is_available(),
+                    reason="this PyTorch is built without NNPACK")
+def test_the_backend_check_fails_when_nnpack_is_switched_back_on():
+    active, names = operators_of_one_step("nnpack")
+    assert active == "False"
+    assert any("nnpack" in name for name in dispatching(names)), names
+
+
+# The cross-CPU evidence: 150 portable float32 Adam steps on MNIST (the recipe of
+# issue 20), digest prefix of the weights. Measured on an Intel Xeon (AVX-512, the
+# reference machine; MKL's generic code) and on an AMD EPYC (MKL's Zen code, which
+# MKL_CBWR=COMPATIBLE does not switch off; see utils.repro.mkl_zen_path), both with
+# NNPACK off. A third value means that a library still picks its code by the CPU.
+PINNED_RECIPE = """
+import torch
+import torch.nn.functional as F
+from utils import repro, train
+repro.seed_everything(0, threads=2, portable=True)
+x, y = train.mnist_tensors(train=True)
+model = train.init_tinycnn(seed=0)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+g = torch.Generator().manual_seed(0)
+for step in range(150):
+    batch = torch.randint(0, len(x), (128,), generator=g)
+    loss = F.cross_entropy(model(x[batch]), y[batch])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(repro.portable_cpu_active(), repro.mkl_zen_path(),
+      repro.state_digest(model.state_dict())[:16])
+"""
+PINNED_DIGESTS = {"False": "442dd450acf4bb1d",  # Intel Xeon (AVX-512)
+                  "True": "22a0e876fb4d0425"}  # AMD EPYC, MKL's Zen code path
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="the pinned digests were measured on x86 processors")
+def test_pinned_portable_training_digest():
+    env = {k: v for k, v in os.environ.items() if k not in CPU_SWITCHES}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run([sys.executable, "-c", PINNED_RECIPE], env=env,
+                            capture_output=True, text=True, timeout=600, check=True)
+    active, zen, digest = result.stdout.split()
+    assert active == "True"
+    assert digest == PINNED_DIGESTS[zen], (
+        f"150 portable training steps gave the weights {digest}, not "
+        f"{PINNED_DIGESTS[zen]} (MKL Zen code path: {zen}): a library still picks its "
+        "arithmetic by the processor; find it with torch.profiler before changing "
+        "the pinned value")
+
+
 def test_portable_mode_refuses_to_start_too_late():
     code = ("import torch\nfrom utils import repro\n"
             "torch.randn(64, 64) @ torch.randn(64, 64)\n"

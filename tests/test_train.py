@@ -3,6 +3,8 @@ and a smoke test of benchmarks/loader_bench.py."""
 
 import inspect
 import math
+import os
+import subprocess
 
 import pytest
 import torch
@@ -182,8 +184,10 @@ def test_save_weights_writes_a_weights_only_file(tmp_path):
 @pytest.fixture
 def fake_training(monkeypatch):
     """Replace the MNIST tensors by toy data and ``fit`` by a recorder that trains
-    briefly, so retraining takes a fraction of a second."""
+    briefly, so retraining takes a fraction of a second. The process counts as being
+    in the portable CPU mode, so the training happens here (in-process)."""
     calls = []
+    monkeypatch.setattr(train, "portable_cpu_active", lambda: True)
     x, y = tiny_data(32)
     monkeypatch.setattr(train, "mnist_tensors",
                         lambda train=True, normalize=True: (x, y))
@@ -266,6 +270,42 @@ def test_default_path_is_in_the_data_folder(tmp_path, monkeypatch, fake_training
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     train.load_or_train_tinycnn(progress=False)
     assert (tmp_path / train.TINYCNN_FILE).exists()
+
+
+def test_outside_the_portable_mode_training_runs_in_a_portable_process(
+        tmp_path, monkeypatch):
+    """A process that is not in the portable mode (it cannot switch it on any more)
+    trains in a fresh one, so the weights do not depend on which page asked first."""
+    monkeypatch.setattr(train, "portable_cpu_active", lambda: False)
+    started = []
+
+    def fake_process(path, progress):
+        started.append(path)
+        train.save_weights(train.init_tinycnn(5), path)
+
+    monkeypatch.setattr(train, "_train_in_portable_process", fake_process)
+    path = tmp_path / "tinycnn.pt"
+    model = train.load_or_train_tinycnn(path, progress=False)
+    assert started == [path]
+    assert repro.state_digest(model.state_dict()) == repro.state_digest(
+        train.init_tinycnn(5).state_dict())
+    with pytest.raises(ValueError, match="needs the portable CPU mode"):
+        train.load_or_train_tinycnn(tmp_path / "other.pt", epochs=1)
+
+
+def test_the_portable_process_sets_the_portable_environment(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(command, env, **kwargs):
+        seen.update(command=command, env=env)
+        return subprocess.CompletedProcess(command, 0, stderr="")
+
+    monkeypatch.setattr(train.subprocess, "run", fake_run)
+    train._train_in_portable_process(tmp_path / "w.pt", progress=False)
+    assert seen["command"][1:] == ["-m", "utils.train", str(tmp_path / "w.pt")]
+    for key, value in {**repro.PORTABLE_SETTINGS, repro.PORTABLE_ENV: "1"}.items():
+        assert seen["env"][key] == value
+    assert str(REPO_ROOT) in seen["env"]["PYTHONPATH"].split(os.pathsep)
 
 
 # ------------------------------------------------------------------ benchmark

@@ -23,7 +23,7 @@ from . import validate
 
 __all__ = [
     "seed_everything", "get_device", "use_portable_cpu", "portable_requested",
-    "portable_cpu_active", "state_digest", "PORTABLE_ENV", "PORTABLE_SETTINGS",
+    "portable_cpu_active", "mkl_zen_path", "state_digest", "PORTABLE_ENV", "PORTABLE_SETTINGS",
     "THREADS_ENV",
 ]
 
@@ -46,20 +46,44 @@ def portable_requested() -> bool:
     return os.environ.get(PORTABLE_ENV, "").strip() == "1"
 
 
-def _mkl_cbwr_branch() -> int | None:
-    """MKL's current reproducibility branch, or ``None`` where it cannot be asked.
+def _mkl_function(name: str):
+    """MKL's service function ``name`` (returning a C int) from PyTorch's own copy of
+    MKL, or ``None`` where there is none.
 
-    PyTorch links MKL statically on x86-64 Linux and exports its service function;
-    asking it initialises MKL from ``MKL_CBWR`` if nothing has yet. Elsewhere (macOS,
-    ARM, builds without MKL) there is no MKL to make reproducible.
+    PyTorch links MKL statically on x86-64 Linux and exports its service functions;
+    elsewhere (macOS, ARM, builds without MKL) there is no MKL to ask.
     """
     try:
         library = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
                                            "libtorch_cpu.so"))
-        query = library.mkl_serv_cbwr_get
+        function = getattr(library, name)
     except (OSError, AttributeError):
         return None
-    query.restype, query.argtypes = ctypes.c_int, [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+def mkl_zen_path() -> bool | None:
+    """Whether MKL runs its code for AMD Zen processors (``None``: no MKL here).
+
+    MKL_CBWR=COMPATIBLE does not switch that code off: made to believe it runs on a
+    Zen processor (``mkl_serv_cpuiszen`` returning 1), MKL on an Intel Xeon trains
+    TinyCNN to other weights in the portable mode. So the portable mode gives one set
+    of bits on Intel processors and another on AMD Zen processors (see ``checking.md``).
+    """
+    query = _mkl_function("mkl_serv_cpuiszen")
+    return None if query is None else bool(query())
+
+
+def _mkl_cbwr_branch() -> int | None:
+    """MKL's current reproducibility branch, or ``None`` where it cannot be asked.
+
+    Asking initialises MKL from ``MKL_CBWR`` if nothing has yet.
+    """
+    query = _mkl_function("mkl_serv_cbwr_get")
+    if query is None:
+        return None
+    query.argtypes = [ctypes.c_int]
     return int(query(_MKL_CBWR_BRANCH))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +24,17 @@ from tqdm.auto import tqdm
 from . import validate
 from .data import MNIST_MEAN, MNIST_STD, data_dir, dataset_tensors, load_mnist, save_atomic
 from .models import TinyCNN
-from .repro import seed_everything
+from .repro import (
+    PORTABLE_ENV,
+    PORTABLE_SETTINGS,
+    portable_cpu_active,
+    seed_everything,
+    state_digest,
+)
 
 __all__ = ["batches", "train_epoch", "evaluate", "fit", "mnist_tensors",
            "init_tinycnn", "reset_uniform", "prepare_for_training", "save_weights",
-           "load_or_train_tinycnn", "TINYCNN_FILE"]
+           "train_tinycnn", "load_or_train_tinycnn", "TINYCNN_FILE"]
 
 TINYCNN_FILE = "tinycnn_mnist.pt"
 
@@ -223,6 +231,58 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return save_atomic(state, path)
 
 
+def train_tinycnn(path: str | Path, progress: bool = True, **fit_kwargs) -> TinyCNN:
+    """Train chapter 5's TinyCNN in this process and save its weights to ``path``.
+
+    Exactly the chapter's run: ``init_tinycnn(seed)`` then ``fit`` on MNIST with its
+    defaults (3 epochs, batch size 128, one-cycle max_lr 0.01, seed 0); ``fit_kwargs``
+    override them (tests use that). Returns the trained network in eval mode.
+    """
+    model = init_tinycnn(fit_kwargs.get("seed", 0))
+    fit(model, mnist_tensors(True), mnist_tensors(False), progress=progress,
+        **fit_kwargs)
+    model.cpu()
+    save_weights(model, path)
+    return model.eval()
+
+
+def _train_in_portable_process(path: Path, progress: bool) -> None:
+    """Run ``python -m utils.train path`` in a fresh interpreter in portable CPU mode.
+
+    The portable mode can only be switched on before a process's first tensor
+    operation, so a process that has already computed trains in a new one; that way
+    the weights are the same bits whichever notebook asked first, on any x86 CPU.
+    """
+    env = dict(os.environ, **PORTABLE_SETTINGS)
+    env[PORTABLE_ENV] = "1"
+    if not progress:
+        env["TQDM_DISABLE"] = "1"
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    result = subprocess.run([sys.executable, "-m", "utils.train", str(path)], env=env,
+                            stdout=None if progress else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"training TinyCNN in a portable-mode process failed "
+                           f"(exit code {result.returncode}):\n{result.stderr[-2000:]}")
+
+
+def _load_tinycnn(path: Path, seed: int = 0) -> TinyCNN | None:
+    """The network saved at ``path``, or ``None`` (and the file deleted) when it is
+    missing or cannot be loaded: corrupt, truncated, wrong keys or shapes."""
+    if not path.exists():
+        return None
+    model = init_tinycnn(seed)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception:  # unreadable or not this model's weights: rebuild
+        path.unlink()
+        return None
+    return model.eval()
+
+
 def load_or_train_tinycnn(
     path: str | Path | None = None, progress: bool = True, **fit_kwargs
 ) -> TinyCNN:
@@ -230,23 +290,42 @@ def load_or_train_tinycnn(
 
     The file holds only a ``state_dict`` and is read with ``weights_only=True``. When it
     is missing or cannot be loaded (corrupt, truncated, wrong keys or shapes), it is
-    deleted and the network is retrained exactly as the chapter trains it:
-    ``init_tinycnn(seed)`` then ``fit`` with its defaults (3 epochs, batch size 128,
-    one-cycle max_lr 0.01, seed 0), so the same weights come back; then it is saved.
-    ``fit_kwargs`` override ``fit``'s settings (tests use them).
+    deleted and the network is retrained exactly as the chapter trains it
+    (``train_tinycnn``), always in the portable CPU mode of ``utils.repro``: in this
+    process when the mode is active here, otherwise in a fresh one
+    (``python -m utils.train``). So every page gets the same weights, bit for bit,
+    whichever page asked first and on whatever x86 CPU; ``make data`` builds the file
+    in advance. ``fit_kwargs`` override ``fit``'s settings (tests use them) and need
+    the portable mode in this process.
     """
     path = Path(path) if path is not None else data_dir() / TINYCNN_FILE
-    model = init_tinycnn(fit_kwargs.get("seed", 0))
-    if path.exists():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-            return model.eval()
-        except Exception:  # unreadable or not this model's weights: rebuild
-            path.unlink()
-            model = init_tinycnn(fit_kwargs.get("seed", 0))
-    fit(model, mnist_tensors(True), mnist_tensors(False), progress=progress,
-        **fit_kwargs)
-    model.cpu()
-    save_weights(model, path)
-    return model.eval()
+    seed = fit_kwargs.get("seed", 0)
+    model = _load_tinycnn(path, seed)
+    if model is not None:
+        return model
+    if portable_cpu_active():
+        return train_tinycnn(path, progress, **fit_kwargs)
+    if fit_kwargs:
+        raise ValueError("training with other settings than the chapter's "
+                         f"({sorted(fit_kwargs)}) needs the portable CPU mode in this "
+                         "process: call repro.seed_everything(0, portable=True) first")
+    _train_in_portable_process(path, progress)
+    model = _load_tinycnn(path, seed)
+    if model is None:
+        raise RuntimeError(f"the portable-mode process did not leave a readable {path}")
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m utils.train [PATH]``: build the cached TinyCNN in portable CPU mode
+    (``make data`` runs it) and print its digest."""
+    argv = sys.argv[1:] if argv is None else argv
+    seed_everything(0, portable=True)
+    path = Path(argv[0]) if argv else data_dir() / TINYCNN_FILE
+    model = load_or_train_tinycnn(path, progress=not _progress_disabled(True))
+    print(f"ok       {path.name} (TinyCNN, digest "
+          f"{state_digest(model.state_dict())[:16]})")
+
+
+if __name__ == "__main__":
+    main()
