@@ -234,6 +234,37 @@ def test_pinned_portable_training_digest():
         "the pinned value")
 
 
+# Before the recipe, overwrite the first bytes of MKL's mkl_serv_cpuiszen with
+# "mov eax, 1; ret", so that MKL believes it runs on an AMD Zen processor.
+PRETEND_ZEN = """
+import ctypes, mmap, os
+import torch
+library = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
+                                   "libtorch_cpu.so"))
+address = ctypes.cast(library.mkl_serv_cpuiszen, ctypes.c_void_p).value
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+page = address & ~(mmap.PAGESIZE - 1)
+assert libc.mprotect(page, 2 * mmap.PAGESIZE, 7) == 0, ctypes.get_errno()
+ctypes.memmove(address, b"\\xb8\\x01\\x00\\x00\\x00\\xc3", 6)
+libc.mprotect(page, 2 * mmap.PAGESIZE, 5)
+"""
+
+
+@pytest.mark.skipif(repro.mkl_zen_path() is not False,
+                    reason="needs MKL on a processor that is not a Zen")
+def test_mkl_zen_code_path_is_not_switched_off_by_mkl_cbwr():
+    """The limit stated on checking.md: MKL's Zen code changes the weights even with
+    MKL_CBWR=COMPATIBLE, so the portable mode cannot make Intel and AMD agree."""
+    env = {k: v for k, v in os.environ.items() if k not in CPU_SWITCHES}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run([sys.executable, "-c", PRETEND_ZEN + PINNED_RECIPE], env=env,
+                            capture_output=True, text=True, timeout=600, check=True)
+    active, zen, digest = result.stdout.split()
+    assert (active, zen) == ("True", "True")
+    assert digest != PINNED_DIGESTS["False"]
+
+
 def test_portable_mode_refuses_to_start_too_late():
     code = ("import torch\nfrom utils import repro\n"
             "torch.randn(64, 64) @ torch.randn(64, 64)\n"
