@@ -5,10 +5,12 @@
   CPU kernels; see ``scripts/course_env.py``).
 * ``tests/nbval_images.py`` extends nbval so that pictures and HTML animations are
   compared too (RMS tolerance, see ``nbval_image_tolerance`` in ``pyproject.toml``).
+* ``tests/nbval_solutions.py`` adds to each notebook's items one per Python fence of its
+  exercise solutions (``{solution}`` directives), run after the notebook in its kernel.
 """
 
 from course_env import apply_notebook_env
 
 apply_notebook_env(testing=True)
 
-pytest_plugins = ["nbval_images"]
+pytest_plugins = ["nbval_images", "nbval_solutions"]

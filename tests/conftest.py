@@ -66,11 +66,16 @@ SLOW_MODULES = {"test_labs", "test_colab_setup", "test_notebook_checks",
 # run in `make test`, and `make unit` stays well under a minute without them.
 SLOW_TESTS = {"test_portable_mode_gives_the_same_weights_on_two_simulated_cpus",
               "test_portable_mode_refuses_to_start_too_late", "test_fft_gradcheck",
+              "test_a_portable_training_step_runs_no_cpu_dispatching_backend",
+              "test_the_backend_check_fails_when_nnpack_is_switched_back_on",
+              "test_pinned_portable_training_digest",
+              "test_mkl_zen_code_path_is_not_switched_off_by_mkl_cbwr",
               "test_animation_html_has_alt_text_and_a_labelled_slider",
               "test_animation_html_is_reproducible_and_ids_are_stable",
               "test_sliding_window_animation_frames_and_html",
               "test_vgg16_layer_names_follow_torchvision_layout",
-              "test_chapter1_exercises"}
+              "test_chapter1_exercises",
+              "test_solution_items_run_after_the_notebook_in_its_kernel"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

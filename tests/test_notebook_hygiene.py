@@ -2,20 +2,28 @@
 
 nbval proves that the committed outputs are reproducible; these tests prove that they
 are worth reproducing: no warnings, tracebacks, object reprs or memory addresses; the
-shared set-up cell first; executed top to bottom; alt text on every figure. Each failure
-names the notebook and the cell as nbval does ("Cell N" counts code cells from 0).
+shared set-up cell first; executed top to bottom; alt text on every figure; every
+exercise of a chapter has a solution (whose code ``tests/nbval_solutions.py`` runs).
+Each failure names the notebook and the cell as nbval does ("Cell N" counts code cells
+from 0; "markdown cell N" counts all cells from 0).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from xml.etree import ElementTree
 
 import nbformat
 import pytest
 from course_env import REPO_ROOT
 from nbtemplate import SETUP_CELL, SETUP_TAGS
+from nbval_solutions import exercise_labels, solution_fences, solution_labels
 
-NOTEBOOKS = sorted(REPO_ROOT.glob("chapters/*.ipynb")) + sorted(REPO_ROOT.glob("labs/*.ipynb"))
+CHAPTERS = sorted(REPO_ROOT.glob("chapters/*.ipynb"))
+NOTEBOOKS = CHAPTERS + sorted(REPO_ROOT.glob("labs/*.ipynb"))
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 FIGURE_REPR = "<Figure size"
@@ -127,7 +135,94 @@ def test_every_figure_has_alt_text(notebook):
         '{"alt": "..."}}}): ' + ", ".join(missing))
 
 
+@pytest.mark.parametrize("path", CHAPTERS, ids=_ids(CHAPTERS))
+def test_every_exercise_has_a_solution(path):
+    """Every ``{exercise}`` of a chapter has a ``:label:`` and a ``{solution}`` naming
+    it, in the same notebook; every ``{solution}`` names an exercise there."""
+    nb = nbformat.read(path, as_version=4)
+    name = path.relative_to(REPO_ROOT).as_posix()
+    exercises, solutions = exercise_labels(nb), solution_labels(nb)
+    known, answered = {label for label, _ in exercises}, {label for label, _ in solutions}
+    problems = [f"{name}, markdown cell {cell}: an {{exercise}} without a :label:"
+                for label, cell in exercises if not label]
+    problems += [f"{name}, markdown cell {cell}: exercise {label!r} has no "
+                 f"````{{solution}} {label}```` directive"
+                 for label, cell in exercises if label and label not in answered]
+    problems += [f"{name}, markdown cell {cell}: {{solution}} {label!r} names no exercise "
+                 f"of this notebook" for label, cell in solutions if label not in known]
+    labels = [label for label, _ in exercises if label]
+    problems += [f"{name}: exercise label {label!r} is used twice"
+                 for label in sorted(set(labels)) if labels.count(label) > 1]
+    assert not problems, "\n".join(problems)
+
+
 # The checks themselves catch what they should (no notebook needed).
+
+SYNTHETIC_EXERCISES = """Prose with ```inline``` code.
+
+````{exercise} A title
+:label: ex-two-fences
+```python
+# the exercise's own code is not a solution
+```
+````
+
+````{solution} ex-two-fences
+:class: dropdown
+
+First part:
+```python
+a = 1
+assert a == 1
+```
+Some text, a non-Python block (not run):
+```text
+a = 2
+```
+```{code-block} python
+:caption: second part
+b = 2
+```
+````
+
+```{exercise}
+:label: ex-prose
+```
+````{solution} ex-prose
+:class: dropdown
+Only words: no code to run.
+````
+
+:::{solution} ex-skipped
+```python
+# not run: needs a GPU
+import torch
+```
+:::
+"""
+
+
+def test_solution_parser_finds_the_python_fences_of_solutions():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell(SYNTHETIC_EXERCISES),
+        nbformat.v4.new_markdown_cell("```python\nnot_a_solution = 1\n```\n")])
+    found = solution_fences(nb)
+    assert [(s.name, s.code, s.cell, s.skip_reason) for s in found] == [
+        ("solution ex-two-fences[1]", "a = 1\nassert a == 1\n", 1, None),
+        ("solution ex-two-fences[2]", "b = 2\n", 1, None),
+        ("solution ex-skipped[1]", "# not run: needs a GPU\nimport torch\n", 1,
+         "needs a GPU"),
+    ]
+    lines = SYNTHETIC_EXERCISES.splitlines()
+    for solution in found:  # `line` points at the first code line in the cell
+        assert lines[solution.line - 1] == solution.code.splitlines()[0], solution
+    assert exercise_labels(nb) == [("ex-two-fences", 1), ("ex-prose", 1)]
+    assert solution_labels(nb) == [("ex-two-fences", 1), ("ex-prose", 1),
+                                   ("ex-skipped", 1)]
+    # a prose-only solution is allowed and yields no item
+    assert "ex-prose" not in {s.label for s in found}
+
 
 def _cell(outputs, tags=()):
     return nbformat.v4.new_code_cell("x", outputs=outputs, metadata={"tags": list(tags)})
@@ -156,3 +251,94 @@ def test_output_checks_catch_leaks_and_accept_figures():
         data={"text/html": 'frames[0] = "data:image/png;base64,AAAA0xabcdef12\\\nQQ=="',
               "text/plain": "<IPython.core.display.HTML object>"})
     assert output_problems(_cell([animation])) == []
+
+
+DEMO_SOLUTIONS = """```{exercise}
+:label: demo-pass
+```
+````{solution} demo-pass
+```python
+assert x == 3, "a solution sees the state of the notebook's last cell"
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.plot([1, 2])
+fig
+```
+```python
+plt.figure()
+plt.show()
+```
+````
+
+```{exercise}
+:label: demo-fail
+```
+````{solution} demo-fail
+```python
+print("printed before the error")
+y = x + 1
+assert y == 5, f"y is {y}, not 5"
+```
+````
+
+```{exercise}
+:label: demo-skip
+```
+````{solution} demo-skip
+```python
+# not run: needs the internet
+raise SystemExit
+```
+````
+
+```{exercise}
+:label: demo-prose
+```
+````{solution} demo-prose
+Only words.
+````
+"""
+
+
+def test_solution_items_run_after_the_notebook_in_its_kernel(tmp_path):
+    """tests/nbval_solutions.py end to end: nbval runs a small notebook once, then its
+    solutions in the same kernel; a raising solution fails with a clear message."""
+    cells = [nbformat.v4.new_code_cell(
+                 'x = 1\nwith open("runs.txt", "a") as runs:\n    runs.write("run\\n")'),
+             nbformat.v4.new_markdown_cell(DEMO_SOLUTIONS),
+             nbformat.v4.new_code_cell("x = 3")]
+    for count, cell in enumerate((cells[0], cells[2]), 1):
+        cell.execution_count = count
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = tmp_path / "demo.ipynb"
+    nbformat.write(nb, path)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT / "tests"), str(REPO_ROOT / "scripts"), env.get("PYTHONPATH", "")])
+    report = tmp_path / "report.xml"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", str(REPO_ROOT / "pyproject.toml"),
+         "--rootdir", str(tmp_path), "-p", "nbval_images", "-p", "nbval_solutions",
+         "--color=no", f"--junitxml={report}", str(path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        found = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        outcomes[case.get("name")] = (
+            (found[0].tag, found[0].get("message", "") + (found[0].text or ""))
+            if found else ("passed", ""))
+    assert {name: outcome for name, (outcome, _) in outcomes.items()} == {
+        "Cell 0": "passed", "Cell 1": "passed",
+        "solution demo-pass[1]": "passed", "solution demo-pass[2]": "passed",
+        "solution demo-fail[1]": "failure", "solution demo-skip[1]": "skipped"}, log
+    assert (tmp_path / "runs.txt").read_text() == "run\n", "the notebook ran more than once"
+    failure = outcomes["solution demo-fail[1]"][1]
+    for expected in ("demo.ipynb, solution demo-fail[1] (markdown cell 1, line 23) "
+                     "raised AssertionError: y is 4, not 5",
+                     "3 | assert y == 5", "printed before the error", "Traceback:"):
+        assert expected in failure, failure
+    assert "not run: needs the internet" in outcomes["solution demo-skip[1]"][1]
+    assert "<Figure" not in log, log
