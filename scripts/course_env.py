@@ -35,9 +35,6 @@ NOTEBOOK_ENV = {
     "COURSE_NUM_THREADS": "2",  # the reference machine's cores (utils.repro)
     "OMP_NUM_THREADS": "2",
     "MKL_NUM_THREADS": "2",
-    # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads
-    # of several processes starve each other (a training step became 15x slower).
-    "OMP_WAIT_POLICY": "PASSIVE",
     "TQDM_DISABLE": "1",  # progress bars show for readers, not in committed outputs
     "PYTHONHASHSEED": "0",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
