@@ -17,8 +17,9 @@ same settings, with one deliberate difference:
 Both set ``COURSE_PORTABLE_CPU=1``: the notebooks that train in float32 (chapter 5,
 lab 3) call ``seed_everything(0, portable=repro.portable_requested())`` and so run in
 the portable CPU mode of ``utils.repro`` (MKL_CBWR=COMPATIBLE, ATen's default kernels,
-oneDNN off) in ``make execute`` and in the test run alike: their committed outputs
-are bit-identical to what any x86 CPU recomputes, and nbval compares all of them.
+oneDNN and NNPACK off) in ``make execute`` and in the test run alike: their committed outputs
+are bit-identical to what any Intel x86 CPU recomputes (AMD Zen: see checking.md), and
+nbval compares all of them.
 """
 
 from __future__ import annotations

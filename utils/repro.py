@@ -1,5 +1,6 @@
 """Reproducibility: seeds, deterministic algorithms, a fixed thread count, the device,
-and a portable CPU mode in which float32 training gives the same bits on every x86 CPU.
+and a portable CPU mode in which float32 training gives the same bits on every
+Intel x86 CPU (AMD Zen processors: one other set of bits, see ``mkl_zen_path``).
 
 ``state_digest`` tells whether two sets of weights are bit-identical.
 
@@ -88,7 +89,7 @@ def _mkl_cbwr_branch() -> int | None:
 
 
 def use_portable_cpu() -> None:
-    """Make float32 CPU results bit-identical across x86 processors (portable mode).
+    """Make float32 CPU results bit-identical across Intel x86 processors (portable mode).
 
     Four libraries choose their code by the processor, and each needs its switch:
 
@@ -150,7 +151,7 @@ def seed_everything(seed: int = 0, threads: int | None = None,
     environment variable ``COURSE_NUM_THREADS`` is used if set (the test suite sets it
     to 2, the reference machine's core count), otherwise PyTorch's default is kept.
     ``portable=True`` first switches on the portable CPU mode (``use_portable_cpu``:
-    bit-identical float32 results on every x86 CPU, slower), which only
+    bit-identical float32 results on every Intel x86 CPU, slower), which only
     works before the first tensor operation. Returns a ``torch.Generator`` seeded with
     ``seed`` for code that wants its own stream of random numbers.
     """

@@ -251,7 +251,7 @@ def _train_in_portable_process(path: Path, progress: bool) -> None:
 
     The portable mode can only be switched on before a process's first tensor
     operation, so a process that has already computed trains in a new one; that way
-    the weights are the same bits whichever notebook asked first, on any x86 CPU.
+    the weights are the same bits whichever notebook asked first.
     """
     env = dict(os.environ, **PORTABLE_SETTINGS)
     env[PORTABLE_ENV] = "1"
@@ -294,7 +294,7 @@ def load_or_train_tinycnn(
     (``train_tinycnn``), always in the portable CPU mode of ``utils.repro``: in this
     process when the mode is active here, otherwise in a fresh one
     (``python -m utils.train``). So every page gets the same weights, bit for bit,
-    whichever page asked first and on whatever x86 CPU; ``make data`` builds the file
+    whichever page asked first (on any Intel x86 CPU); ``make data`` builds the file
     in advance. ``fit_kwargs`` override ``fit``'s settings (tests use them) and need
     the portable mode in this process.
     """
