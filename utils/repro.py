@@ -32,7 +32,8 @@ THREADS_ENV = "COURSE_NUM_THREADS"
 # `make execute` and the test run set COURSE_PORTABLE_CPU=1; readers' runs stay native.
 PORTABLE_ENV = "COURSE_PORTABLE_CPU"
 # What the portable mode sets: MKL's conditional numerical reproducibility branch that
-# gives the same results on Intel and non-Intel processors, and PyTorch's
+# is meant to give the same results on Intel and non-Intel processors (it does on Intel
+# ones; AMD Zen still runs MKL's own Zen code, see mkl_zen_path), and PyTorch's
 # non-vectorised ATen kernels. oneDNN and NNPACK are switched off in torch.backends.
 PORTABLE_SETTINGS = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
 _MKL_CBWR_BRANCH, _MKL_CBWR_COMPATIBLE = 1, 3  # constants of MKL's mkl_cbwr.h
