@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Saliency
+from captum.attr import (
+    GuidedBackprop,
+    IntegratedGradients,
+    LayerGradCam,
+    Occlusion,
+    Saliency,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -53,9 +59,14 @@ def captum(method: str, model, x, target, **kwargs):
             return Saliency(model).attribute(x, target=target, abs=True)
         if method == "guided_backprop":
             return GuidedBackprop(model).attribute(x, target=target)
-        if method == "grad_cam":
-            return LayerGradCam(model, model.conv2).attribute(
+        if method in ("grad_cam", "grad_cam_rectified"):
+            layer = model.conv2 if method == "grad_cam" else model.relu2
+            return LayerGradCam(model, layer).attribute(
                 x, target=target, relu_attributions=True)[:, 0].detach()
+        if method == "occlusion":
+            return Occlusion(model).attribute(
+                x, target=target, sliding_window_shapes=(x.shape[1], 4, 4),
+                strides=(1, 3, 3), baselines=kwargs.get("fill", 0.0)).double()
         return IntegratedGradients(model).attribute(
             x, target=target, n_steps=kwargs["steps"], method="riemann_right")
 
@@ -68,14 +79,19 @@ def test_methods_equal_captum(seed):
         "saliency": attribution.saliency(model, x, target),
         "guided_backprop": attribution.guided_backprop(model, x, target),
         "grad_cam": attribution.grad_cam(model, "conv2", x, target),
+        "grad_cam_rectified": attribution.grad_cam(model, "relu2", x, target),
+        "occlusion": attribution.occlusion(model, x, target, window=4, stride=3,
+                                           fill=0.25),
         "integrated_gradients": attribution.integrated_gradients(model, x, target,
                                                                  steps=12),
     }
     for method, ours in pairs.items():
-        theirs = captum(method, model, x, target, steps=12)
+        theirs = captum(method, model, x, target, steps=12, fill=0.25)
         # Captum computes the path's alphas in float32 (torch.linspace), hence IG's
-        # looser tolerance; the other methods agree to the last bits
-        tolerance = (1e-6, 1e-9) if method == "integrated_gradients" else (1e-10, 1e-12)
+        # looser tolerance, and divides occlusion's sums in float32; the other
+        # methods agree to the last bits
+        tolerance = {"integrated_gradients": (1e-6, 1e-9),
+                     "occlusion": (1e-6, 1e-7)}.get(method, (1e-10, 1e-12))
         torch.testing.assert_close(ours, theirs, rtol=tolerance[0], atol=tolerance[1],
                                    msg=method)
 
@@ -130,7 +146,7 @@ def test_grad_cam_formula_on_a_known_layer():
 
 
 @pytest.mark.parametrize("method", ["saliency", "smoothgrad", "guided_backprop",
-                                    "grad_cam", "integrated_gradients"])
+                                    "grad_cam", "integrated_gradients", "occlusion"])
 def test_methods_leave_the_model_as_they_found_it(method):
     model = small_net().train()
     model.conv1.weight.requires_grad_(False)
@@ -183,6 +199,17 @@ def test_hooks_are_removed_after_an_error():
      ValueError, "baseline"),
     (lambda m, x: attribution.integrated_gradients(m, x, 1, steps=0), ValueError,
      "steps"),
+    (lambda m, x: attribution.occlusion(m, x, 1, window=13), ValueError, "larger than "
+     "the image"),
+    (lambda m, x: attribution.occlusion(m, x, 1, window=2, stride=3), ValueError,
+     "never be occluded"),
+    (lambda m, x: attribution.occlusion(m, x, 1, fill=x[:, :, :3]), ValueError,
+     "broadcast"),
+    (lambda m, x: attribution.occlusion(m, x, 1, fill="grey"), TypeError, "number"),
+    (lambda m, x: attribution.deletion_curve(m, x, 1, x[:, 0] * float("nan")),
+     ValueError, "NaN"),
+    (lambda m, x: attribution.insertion_curve(m, x, 1, x[:2, 0]), ValueError,
+     "importance"),
 ])
 def test_bad_arguments_get_clear_errors(call, error, message):
     with pytest.raises(error, match=message):
@@ -195,14 +222,17 @@ def test_guided_backprop_needs_relu_modules():
         attribution.guided_backprop(model, inputs(), 0)
 
 
-def test_deletion_curve_deletes_in_order_and_ends_at_the_fill():
-    # score = +sum of the left half: deleting by that importance removes the class
-    # fastest, a reversed order slowest.
-    class LeftHalf(nn.Module):
-        def forward(self, x):
-            left = x[..., :6].sum((1, 2, 3))
-            return torch.stack([left, torch.zeros_like(left)], dim=1)
+class LeftHalf(nn.Module):
+    """score of class 0 = +sum of the left half of the image; class 1 scores 0."""
 
+    def forward(self, x):
+        left = x[..., :6].sum((1, 2, 3))
+        return torch.stack([left, torch.zeros_like(left)], dim=1)
+
+
+def test_deletion_curve_deletes_in_order_and_ends_at_the_fill():
+    # deleting by the left half's values removes the class fastest, a reversed order
+    # slowest; every image of the curve is checked against a direct computation.
     x = inputs().abs()
     importance = torch.zeros(3, 12, 12, dtype=torch.float64)
     importance[..., :6] = x.sum(1)[..., :6]
@@ -210,9 +240,13 @@ def test_deletion_curve_deletes_in_order_and_ends_at_the_fill():
     fast = attribution.deletion_curve(model, x, 0, importance, steps=6)
     slow = attribution.deletion_curve(model, x, 0, -importance, steps=6)
     assert fast.shape == (3, 7)
-    with torch.no_grad():
-        start = torch.softmax(model(x), 1)[:, 0]
-    torch.testing.assert_close(fast[:, 0], start)
+    order = attribution.pixel_order(importance)
+    for step in range(7):
+        deleted = x.flatten(2).clone()
+        deleted[torch.arange(3)[:, None], :, order[:, :round(step * 144 / 6)]] = 0.0
+        with torch.no_grad():
+            expected = torch.softmax(model(deleted.view_as(x)), 1)[:, 0]
+        torch.testing.assert_close(fast[:, step], expected)
     torch.testing.assert_close(fast[:, -1], torch.full((3,), 0.5, dtype=torch.float64))
     assert (attribution.deletion_auc(fast) < attribution.deletion_auc(slow)).all()
     assert torch.all(fast[:, 1:] <= fast[:, :-1] + 1e-12)
@@ -221,6 +255,100 @@ def test_deletion_curve_deletes_in_order_and_ends_at_the_fill():
                                torch.full((2,), 0.3))
     with pytest.raises(ValueError, match="importance"):
         attribution.deletion_curve(model, x, 0, importance[:, :5])
+    # batching does not change the curve
+    torch.testing.assert_close(attribution.deletion_curve(model, x, 0, importance,
+                                                          steps=6, batch_size=5), fast)
+
+
+def test_insertion_mirrors_deletion_and_starts_from_the_given_image():
+    x = inputs().abs()
+    importance = x.sum(1)
+    model = LeftHalf()
+    start = torch.full_like(x, 0.1)
+    inserted = attribution.insertion_curve(model, x, 0, importance, steps=4,
+                                           start=start)
+    with torch.no_grad():
+        first = torch.softmax(model(start), 1)[:, 0]
+        last = torch.softmax(model(x), 1)[:, 0]
+    torch.testing.assert_close(inserted[:, 0], first)
+    torch.testing.assert_close(inserted[:, -1], last)
+    # inserting the k most important pixels = deleting the others, with fill = start
+    deleted_rest = attribution.deletion_curve(model, x, 0, -importance, steps=4,
+                                              fill=start)
+    ranks_tied = attribution.is_constant(importance).any()
+    assert not ranks_tied
+    torch.testing.assert_close(inserted, deleted_rest.flip(1))
+    assert (attribution.insertion_auc(inserted)
+            > attribution.insertion_auc(attribution.insertion_curve(
+                model, x, 0, -importance, steps=4, start=start))).all()
+
+
+def test_constant_maps_are_reported_not_scored():
+    model, x = LeftHalf(), inputs().abs()
+    importance = x.sum(1)
+    importance[1] = 0.0  # an all-zero Grad-CAM, say
+    importance[2] = 7.5  # constant but not zero
+    assert attribution.is_constant(importance).tolist() == [False, True, True]
+    assert attribution.is_constant(importance[:, None]).tolist() == [False, True, True]
+    for curve in (attribution.deletion_curve(model, x, 0, importance, steps=3),
+                  attribution.insertion_curve(model, x, 0, importance, steps=3)):
+        assert torch.isfinite(curve[0]).all() and torch.isnan(curve[1:]).all()
+    assert np.isnan(attribution.spearman(importance[1], importance[0]))
+    masks = torch.zeros(3, 12, 12, dtype=torch.bool)
+    masks[..., :6] = True
+    for rule in ("peak", "mass"):
+        hits = attribution.pointing(importance, masks, rule)
+        assert not torch.isnan(hits[0]) and torch.isnan(hits[1:]).all()
+
+
+def test_ties_are_ranked_in_a_seeded_random_order_not_in_raster_order():
+    importance = torch.zeros(4, 10, 10, dtype=torch.float64)
+    importance[:, 5:, 5:] = 1.0  # 25 tied top pixels, 75 tied others
+    order = attribution.pixel_order(importance, seed=0)
+    top = set(range(55, 60)) | set(range(65, 70)) | set(range(75, 80)) \
+        | set(range(85, 90)) | set(range(95, 100))
+    for row in order:
+        assert set(row[:25].tolist()) == top  # the important pixels come first
+        assert row[:25].tolist() != sorted(row[:25].tolist())  # not raster order
+    assert torch.equal(order, attribution.pixel_order(importance, seed=0))
+    assert not torch.equal(order, attribution.pixel_order(importance, seed=1))
+    assert not torch.equal(order[0], order[1])  # each image its own shuffle
+    # values closer than 1/RANK_LEVELS of the range count as tied
+    nearly = torch.linspace(0, 1, 100, dtype=torch.float64).view(1, 10, 10)
+    nearly = nearly + 1e-9 * torch.rand(1, 10, 10, dtype=torch.float64)
+    assert attribution.pixel_order(nearly)[0, 0] == 99
+
+
+def test_pointing_peak_and_mass_rules():
+    maps = torch.zeros(2, 4, 6, dtype=torch.float64)
+    maps[0, 1, 1] = 3.0  # peak on the left
+    maps[0, :, 3:] = 0.5  # but more mass on the right (0.5·12 = 6 > 3)
+    maps[1, 2, 4] = -9.0  # mass counts |values|
+    maps[1, 0, 0] = 1.0
+    left = torch.zeros(2, 4, 6, dtype=torch.bool)
+    left[..., :3] = True
+    assert attribution.pointing(maps, left, "peak").tolist() == [1.0, 1.0]
+    assert attribution.pointing(maps, left, "mass").tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="rule"):
+        attribution.pointing(maps, left, "centre")
+    with pytest.raises(ValueError, match="bool"):
+        attribution.pointing(maps, left.double(), "peak")
+
+
+def test_bootstrap_interval_matches_scipy():
+    values = torch.randn(40, generator=torch.Generator().manual_seed(3),
+                         dtype=torch.float64) + 2.0
+    mean, low, high = attribution.bootstrap_interval(values, resamples=20000)
+    reference = scipy.stats.bootstrap((values.numpy(),), np.mean, n_resamples=20000,
+                                      method="percentile", random_state=0)
+    assert mean == pytest.approx(float(values.mean()))
+    assert low == pytest.approx(reference.confidence_interval.low, abs=0.02)
+    assert high == pytest.approx(reference.confidence_interval.high, abs=0.02)
+    assert low < mean < high
+    with pytest.raises(ValueError, match="NaN"):
+        attribution.bootstrap_interval([1.0, float("nan"), 2.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        attribution.bootstrap_interval([1.0])
 
 
 @settings(max_examples=40, deadline=None)
@@ -232,7 +360,7 @@ def test_spearman_equals_scipy_with_ties(values, seed):
                     dtype=torch.float64)
     ours = attribution.spearman(a, b)
     if float(a.std()) == 0:
-        assert ours == 0.0
+        assert np.isnan(ours)  # a constant map is reported, not scored
     else:
         assert ours == pytest.approx(scipy.stats.spearmanr(a, b).statistic, abs=1e-12)
 

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from utils import models, repro, weights
@@ -38,8 +39,8 @@ def test_tinycnn_pooling_before_relu_changes_no_bit():
     x[:, :, 10:12, 10:12] = 0.5  # ties inside a window
 
     def textbook(image):
-        h = net.pool(torch.relu(net.conv1(image)))
-        h = net.pool(torch.relu(net.conv2(h)))
+        h = net.pool1(torch.relu(net.conv1(image)))
+        h = net.pool2(torch.relu(net.conv2(h)))
         return net.fc(h.flatten(1))
 
     outputs, gradients = [], []
@@ -53,6 +54,46 @@ def test_tinycnn_pooling_before_relu_changes_no_bit():
     assert torch.equal(outputs[0], outputs[1])
     for ours, theirs in zip(*gradients, strict=True):
         assert torch.equal(ours, theirs)
+
+
+def test_tinycnn_blocks_have_their_own_relu_and_pool_modules():
+    # Grad-CAM hooks relu2, the last rectified feature maps; the split adds no
+    # parameter, so the state_dict keys (and the cached weights) stay valid.
+    net = models.TinyCNN()
+    names = [name for name, _ in net.named_children()]
+    assert names == ["conv1", "pool1", "relu1", "conv2", "pool2", "relu2", "fc"]
+    assert list(net.state_dict()) == ["conv1.weight", "conv1.bias", "conv2.weight",
+                                      "conv2.bias", "fc.weight", "fc.bias"]
+    assert net.relu is net.relu1 and net.pool is net.pool1  # names of older code
+    captured = {}
+    net.relu2.register_forward_hook(lambda m, i, o: captured.setdefault("relu2", o))
+    net(torch.randn(3, 1, 28, 28))
+    assert captured["relu2"].shape == (3, 32, 7, 7)
+    assert bool((captured["relu2"] >= 0).all())
+
+
+def test_cached_tinycnn_loads_and_computes_what_the_one_module_version_did():
+    # The forward of the version with one shared ReLU and one shared pool, written
+    # with the functional ops, gives the same logits bit for bit on the cached weights.
+    from utils import train
+
+    net = train.load_or_train_tinycnn(progress=False).double()
+    state = net.state_dict()
+    fresh = models.TinyCNN().double()
+    fresh.load_state_dict(state, strict=True)
+    images, _ = train.mnist_tensors(train=False)
+    x = images[:64].double()
+
+    def before_the_split(image):
+        h = F.relu(F.max_pool2d(F.conv2d(image, state["conv1.weight"],
+                                         state["conv1.bias"], padding=1), 2))
+        h = F.relu(F.max_pool2d(F.conv2d(h, state["conv2.weight"], state["conv2.bias"],
+                                         padding=1), 2))
+        return F.linear(h.flatten(1), state["fc.weight"], state["fc.bias"])
+
+    with torch.no_grad():
+        assert torch.equal(fresh(x), before_the_split(x))
+        assert torch.equal(net(x), before_the_split(x))
 
 
 def test_tinycnn_rejects_wrong_input_shape():

@@ -8,14 +8,18 @@ model as it found it: no hook stays registered, ``training`` and every parameter
 ``requires_grad`` are unchanged, and no ``.grad`` is written. Derived and compared with
 Captum in ``chapters/07_attribution.ipynb``.
 
-The evaluations at the end (deletion curves, the pointing game's hit, cascading
-randomisation, rank correlation) are the chapter's tests of the methods.
+The evaluations at the end (deletion and insertion curves, the pointing game,
+cascading randomisation, rank correlation, bootstrap intervals) are the chapter's tests
+of the methods. Every score detects a *constant* map (an all-zero Grad-CAM, say), which
+ranks no pixel, and reports it as NaN instead of scoring an arbitrary order; count them
+with ``is_constant``. Pixels of equal importance are ranked in a seeded random order.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -26,9 +30,24 @@ from . import validate
 
 __all__ = [
     "saliency", "smoothgrad", "guided_backprop", "grad_cam", "integrated_gradients",
-    "class_scores", "deletion_curve", "deletion_auc", "spearman",
-    "cascading_randomisation", "upsample_map",
+    "occlusion", "class_scores", "is_constant", "pixel_order", "deletion_curve",
+    "insertion_curve", "deletion_auc", "insertion_auc", "spearman", "pointing",
+    "bootstrap_interval", "cascading_randomisation", "upsample_map", "METHOD_COLOURS",
 ]
+
+# One fixed colour per method (and per control), used by every figure of chapter 7 and
+# lab 5, so that a method looks the same in every plot (matplotlib's tab10 colours).
+METHOD_COLOURS: dict[str, str] = {
+    "saliency": "#1f77b4",
+    "SmoothGrad": "#ff7f0e",
+    "Guided Backprop": "#2ca02c",
+    "Grad-CAM": "#d62728",
+    "Integrated Gradients": "#9467bd",
+    "occlusion": "#8c564b",
+    "random order": "#7f7f7f",
+    "pixel intensity": "#17becf",
+    "Grad-CAM before the ReLU": "#e377c2",
+}
 
 
 # ------------------------------------------------------------------ argument checks
@@ -92,6 +111,25 @@ def _check_target(target: object, n: int, device: torch.device) -> torch.Tensor:
         return target.to(device=device, dtype=torch.long)
     raise TypeError(f"target must be an int or a tensor of ints, got "
                     f"{type(target).__name__}")
+
+
+def _check_fill(value: object, x: torch.Tensor, name: str) -> torch.Tensor:
+    """A number, or a tensor that broadcasts to x's shape, on x's device and dtype."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        raise TypeError(f"{name} must be a number or a tensor that broadcasts to x's "
+                        f"shape {tuple(x.shape)}, got {type(value).__name__}")
+    value = torch.as_tensor(value, dtype=x.dtype, device=x.device).detach()
+    try:
+        torch.broadcast_shapes(value.shape, x.shape)
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to "
+                         f"x's shape {tuple(x.shape)}") from None
+    if torch.broadcast_shapes(value.shape, x.shape) != x.shape:
+        raise ValueError(f"{name} of shape {tuple(value.shape)} would enlarge x's shape "
+                         f"{tuple(x.shape)}")
+    if not torch.isfinite(value).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return value
 
 
 @contextmanager
@@ -304,76 +342,222 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int | torch.
     return (x - baseline) * total / steps
 
 
+def _window_positions(size: int, window: int, stride: int) -> list[int]:
+    """Start of every window along one axis, as Captum's ``Occlusion`` places them:
+    ceil((size − window) / stride) + 1 starts, the last window clipped at the edge."""
+    return [i * stride for i in range(-(-(size - window) // stride) + 1)]
+
+
+def occlusion(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, *,
+              window: int = 4, stride: int = 2, fill: torch.Tensor | float = 0.0,
+              batch_size: int = 128) -> torch.Tensor:
+    """Occlusion sensitivity (Zeiler & Fergus 2014, "Visualizing and understanding
+    convolutional networks"): slide a ``window``×``window`` patch over the image in
+    steps of ``stride``, replace the pixels under it (all channels) by ``fill`` and
+    record how much the target score drops, score(x) − score(occluded). Each pixel
+    gets the mean drop over the windows that cover it, as Captum's ``Occlusion`` with
+    ``sliding_window_shapes=(C, window, window)`` computes it.
+
+    Model-agnostic: it needs only forward passes (one per window position, run in
+    batches of up to ``batch_size`` images), no gradient. ``fill`` is a number or a
+    tensor that broadcasts to x (e.g. a blurred copy). Returns the signed
+    (N, C, H, W) map, the same value in every channel.
+    """
+    model = _check_model(model)
+    x = _check_input(model, x)
+    target = _check_target(target, x.shape[0], x.device)
+    n, channels, height, width = x.shape
+    window = validate.integer(window, "window", 1)
+    stride = validate.integer(stride, "stride", 1)
+    batch_size = validate.integer(batch_size, "batch_size", 1)
+    if window > min(height, width):
+        raise ValueError(f"window {window} is larger than the image ({height}×{width})")
+    if stride > window:
+        raise ValueError(f"stride {stride} is larger than window {window}: some pixels "
+                         f"would never be occluded")
+    fill = _check_fill(fill, x, "fill")
+    masks = []
+    for top in _window_positions(height, window, stride):
+        for left in _window_positions(width, window, stride):
+            mask = torch.zeros(height, width, dtype=x.dtype, device=x.device)
+            mask[top:top + window, left:left + window] = 1
+            masks.append(mask)
+    masks = torch.stack(masks)  # (P, H, W)
+    drops = torch.empty(n, len(masks), dtype=x.dtype, device=x.device)
+    per_batch = max(1, batch_size // n)
+    with _as_found(model), torch.no_grad():
+        original = class_scores(model, x, target)
+        for start in range(0, len(masks), per_batch):
+            chunk = masks[start:start + per_batch, None, None]  # (p, 1, 1, H, W)
+            occluded = x[None] * (1 - chunk) + fill * chunk  # (p, N, C, H, W)
+            scores = class_scores(model, occluded.flatten(0, 1),
+                                  target.repeat(len(chunk)))
+            drops[:, start:start + len(chunk)] = (original[None] - scores.view(
+                len(chunk), n)).T
+    counts = masks.sum(0)
+    per_pixel = (drops @ masks.flatten(1)).view(n, height, width) / counts
+    return per_pixel[:, None].expand(n, channels, height, width).clone()
+
+
 # ------------------------------------------------------------------ evaluations
 
-RANK_LEVELS = 1000  # resolution at which deletion_curve ranks importance
+RANK_LEVELS = 1000  # resolution at which importance maps rank pixels
+
 
 def upsample_map(heatmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A (N, h, w) map bilinearly resized to (N, H, W) for display over the image."""
+    """A (N, h, w) map bilinearly resized to (N, H, W), to set it beside the image."""
     if not isinstance(heatmap, torch.Tensor) or heatmap.dim() != 3:
         raise ValueError("heatmap must be a tensor of shape (N, h, w)")
     return F.interpolate(heatmap[:, None], size=size, mode="bilinear",
                          align_corners=False)[:, 0]
 
 
-def deletion_curve(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor,
-                   importance: torch.Tensor, steps: int = 16,
-                   fill: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """The pixel-deletion test (Petsiuk et al. 2018): replace the pixels in order of
-    decreasing ``importance`` by ``fill`` in ``steps`` equal portions and record the
-    softmax probability of the target class after each portion.
+def _as_maps(importance: object, name: str = "importance") -> torch.Tensor:
+    if not isinstance(importance, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of maps (N, H, W) or (N, C, H, W), "
+                        f"got {type(importance).__name__}")
+    if importance.dim() == 4:
+        importance = importance.sum(1)
+    if importance.dim() != 3:
+        raise ValueError(f"{name} must have shape (N, H, W) or (N, C, H, W), got "
+                         f"{tuple(importance.shape)}")
+    if not torch.isfinite(importance).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return importance.detach()
 
-    ``importance`` is (N, H, W) (sum an attribution's channels first) or (N, C, H, W)
-    (summed here); pixels are ranked at a resolution of 1/``RANK_LEVELS`` of the map's
-    range. Returns (N, steps + 1): the probabilities with 0, 1/steps, …, all pixels
-    deleted. A faithful map makes the probability fall fast.
+
+def is_constant(importance: torch.Tensor) -> torch.Tensor:
+    """Which maps rank no pixel above another: (N,) bools, True where a map's values
+    are all equal to within 1e-12 of its largest magnitude (an all-zero Grad-CAM).
+
+    ``importance`` is (N, H, W) or (N, C, H, W) (channels summed first). Scores of a
+    constant map would measure the tie-breaking order, not the map, so the scores
+    below report such a map as NaN.
     """
+    flat = _as_maps(importance).reshape(importance.shape[0], -1).double()
+    spread = flat.amax(1) - flat.amin(1)
+    return spread <= 1e-12 * flat.abs().amax(1)
+
+
+def pixel_order(importance: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Pixels from most to least important, (N, H·W) flat indices.
+
+    Importance is quantised to 1/``RANK_LEVELS`` of each map's range, so that the last
+    bits of float32 arithmetic (which differ between processors) do not reorder
+    pixels of practically equal importance; equal levels come in a random order drawn
+    from a generator seeded with ``seed`` (the same on every machine), never in raster
+    order.
+    """
+    flat = _as_maps(importance).reshape(importance.shape[0], -1).double().cpu()
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    levels = torch.round((flat - low) / (high - low).clamp_min(1e-300) * RANK_LEVELS)
+    generator = torch.Generator().manual_seed(seed)
+    shuffle = torch.stack([torch.randperm(flat.shape[1], generator=generator)
+                           for _ in range(flat.shape[0])])
+    order = levels.gather(1, shuffle).argsort(dim=1, descending=True, stable=True)
+    return shuffle.gather(1, order)
+
+
+def _perturbation_curve(model: nn.Module, x: torch.Tensor,
+                        target: int | torch.Tensor, importance: torch.Tensor,
+                        steps: int, other: torch.Tensor | float, *, insert: bool,
+                        seed: int, batch_size: int) -> torch.Tensor:
     model = _check_model(model)
     x = _check_input(model, x)
     target = _check_target(target, x.shape[0], x.device)
     steps = validate.integer(steps, "steps", 1)
-    if not isinstance(importance, torch.Tensor):
-        raise TypeError("importance must be a tensor")
-    if importance.dim() == 4:
-        importance = importance.sum(1)
+    batch_size = validate.integer(batch_size, "batch_size", 1)
     n, _, height, width = x.shape
+    importance = _as_maps(importance)
     if importance.shape != (n, height, width):
         raise ValueError(f"importance must have shape (N, H, W) = "
-                         f"{(n, height, width)}, "
-                         f"got {tuple(importance.shape)}")
-    # Rank by importance quantised to 1/1000 of each map's range, ties broken by pixel
-    # position: float32 maps differ between processors in the last bits, which would
-    # otherwise reorder pixels of practically equal importance.
-    flat = importance.reshape(n, -1).double()
-    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-    levels = torch.round((flat - low) / (high - low).clamp_min(1e-300) * RANK_LEVELS)
-    order = levels.argsort(dim=1, descending=True, stable=True)
+                         f"{(n, height, width)}, got {tuple(importance.shape)}")
+    other = _check_fill(other, x, "start" if insert else "fill")
     pixels = height * width
-    fill_value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
-    curves = []
+    order = pixel_order(importance, seed).to(x.device)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(pixels, device=x.device).expand(n, pixels))
+    counts = torch.tensor([round(step * pixels / steps) for step in range(steps + 1)],
+                          device=x.device)
+    # chosen[s, i, p]: pixel p is among the first counts[s] of image i's order
+    chosen = (rank[None] < counts[:, None, None]).to(x.dtype)
+    chosen = chosen.view(steps + 1, n, 1, height, width)
+    if insert:
+        images = other * (1 - chosen) + x[None] * chosen
+    else:
+        images = x[None] * (1 - chosen) + other * chosen
+    images = images.flatten(0, 1)
+    targets = target.repeat(steps + 1)
+    probabilities = []
     with _as_found(model), torch.no_grad():
-        for step in range(steps + 1):
-            count = round(step * pixels / steps)
-            mask = torch.ones(n, pixels, dtype=x.dtype, device=x.device)
-            mask.scatter_(1, order[:, :count].to(x.device), 0.0)
-            mask = mask.view(n, 1, height, width)
-            deleted = x * mask + fill_value * (1 - mask)
-            probabilities = F.softmax(model(deleted), dim=1)
-            curves.append(probabilities.gather(1, target[:, None])[:, 0])
-    return torch.stack(curves, dim=1)
+        for start in range(0, len(images), batch_size):
+            logits = model(images[start:start + batch_size])
+            probabilities.append(F.softmax(logits, dim=1).gather(
+                1, targets[start:start + batch_size, None])[:, 0])
+    curves = torch.cat(probabilities).view(steps + 1, n).T.contiguous()
+    curves[is_constant(importance).to(x.device)] = float("nan")
+    return curves
 
 
-def deletion_auc(curve: torch.Tensor) -> torch.Tensor:
-    """Area under deletion curves (N, steps + 1) on [0, 1], trapezoidal rule: low is
-    faithful."""
+def deletion_curve(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor,
+                   importance: torch.Tensor, steps: int = 16,
+                   fill: torch.Tensor | float = 0.0, *, seed: int = 0,
+                   batch_size: int = 256) -> torch.Tensor:
+    """The deletion test (Petsiuk, Das & Saenko 2018, "RISE"): replace the pixels, in
+    order of decreasing ``importance``, by ``fill`` (a number, or a tensor that
+    broadcasts to x, e.g. a blurred copy) in ``steps`` equal portions, and record the
+    softmax probability of the target class after each portion.
+
+    ``importance`` is (N, H, W) or (N, C, H, W) (channels summed); pixels are ranked
+    by ``pixel_order`` (ties in a random order seeded with ``seed``). Returns
+    (N, steps + 1): the probabilities with 0, 1/steps, …, all pixels deleted; the row
+    of a constant map (``is_constant``) is NaN. A faithful map makes the probability
+    fall fast (a low ``deletion_auc``). The images run in batches of ``batch_size``.
+    """
+    return _perturbation_curve(model, x, target, importance, steps, fill,
+                               insert=False, seed=seed, batch_size=batch_size)
+
+
+def insertion_curve(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor,
+                    importance: torch.Tensor, steps: int = 16,
+                    start: torch.Tensor | float = 0.0, *, seed: int = 0,
+                    batch_size: int = 256) -> torch.Tensor:
+    """The insertion test of Petsiuk et al. (2018), the mirror of ``deletion_curve``:
+    begin with ``start`` (Petsiuk et al. use a blurred copy of the image) and put the
+    image's own pixels back in order of decreasing ``importance``, in ``steps`` equal
+    portions. Returns (N, steps + 1) probabilities of the target class with 0, …, all
+    pixels inserted (NaN rows for constant maps). A faithful map makes the probability
+    rise fast (a high ``insertion_auc``).
+    """
+    return _perturbation_curve(model, x, target, importance, steps, start,
+                               insert=True, seed=seed, batch_size=batch_size)
+
+
+def _area(curve: torch.Tensor) -> torch.Tensor:
     if not isinstance(curve, torch.Tensor) or curve.dim() != 2 or curve.shape[1] < 2:
         raise ValueError("curve must be a tensor of shape (N, steps + 1), steps >= 1")
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
+def deletion_auc(curve: torch.Tensor) -> torch.Tensor:
+    """Area under deletion curves (N, steps + 1) on [0, 1], trapezoidal rule: low is
+    faithful. NaN for the NaN rows of constant maps."""
+    return _area(curve)
+
+
+def insertion_auc(curve: torch.Tensor) -> torch.Tensor:
+    """Area under insertion curves (N, steps + 1) on [0, 1], trapezoidal rule: high is
+    faithful. NaN for the NaN rows of constant maps."""
+    return _area(curve)
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman's rank correlation of two maps of the same shape: the Pearson
-    correlation of their ranks (ties get their mean rank, as in SciPy)."""
+    correlation of their ranks (ties get their mean rank, as in SciPy).
+
+    A constant map has no ranks to correlate: the result is then NaN (as SciPy's),
+    never a made-up 0, so that a blank map cannot pass for a map that changed.
+    """
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise TypeError("a and b must be tensors")
     if a.shape != b.shape or a.numel() < 2:
@@ -397,7 +581,66 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     ra, rb = ranks(a), ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denominator = float(ra.norm() * rb.norm())
-    return float((ra * rb).sum()) / denominator if denominator else 0.0
+    return float((ra * rb).sum()) / denominator if denominator else math.nan
+
+
+def pointing(importance: torch.Tensor, masks: torch.Tensor, rule: str = "peak", *,
+             seed: int = 0) -> torch.Tensor:
+    """The pointing game: does each map point into its region ``masks`` (N, H, W)
+    bools? ``rule="peak"``: a hit when the map's largest value lies in the region
+    (several equal largest values: one chosen at random, seeded with ``seed``);
+    ``rule="mass"``: when more than half of the map's total |value| lies in it.
+
+    Returns (N,) float64: 1.0 for a hit, 0.0 for a miss, NaN for a constant map,
+    which points nowhere.
+    """
+    maps = _as_maps(importance)
+    if not isinstance(masks, torch.Tensor) or masks.shape != maps.shape \
+            or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be bool tensors of the maps' shape "
+                         f"{tuple(maps.shape)}")
+    if rule not in ("peak", "mass"):
+        raise ValueError(f"rule must be 'peak' or 'mass', got {rule!r}")
+    flat, inside = maps.reshape(len(maps), -1).double().cpu(), masks.reshape(
+        len(maps), -1).cpu()
+    if rule == "peak":
+        top = pixel_order(flat.view(maps.shape), seed)[:, 0]
+        hits = inside.gather(1, top[:, None])[:, 0].double()
+    else:
+        mass = flat.abs()
+        hits = ((mass * inside).sum(1) > 0.5 * mass.sum(1)).double()
+    hits[is_constant(maps).cpu()] = math.nan
+    return hits
+
+
+def bootstrap_interval(values: torch.Tensor | Sequence[float], *,
+                       confidence: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """The mean of ``values`` and its percentile-bootstrap confidence interval
+    (Efron & Tibshirani 1993): resample the values with replacement ``resamples``
+    times (a generator seeded with ``seed``), and take the (1 − confidence)/2 and
+    (1 + confidence)/2 quantiles of the resampled means. Returns (mean, low, high).
+
+    NaN values are refused: count constant maps with ``is_constant`` and leave them
+    out first, saying how many.
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).flatten().cpu()
+    if len(values) < 2:
+        raise ValueError(f"need at least 2 values for an interval, got {len(values)}")
+    if not torch.isfinite(values).all():
+        raise ValueError("values contain NaN or infinite numbers (constant maps?); "
+                         "leave them out and report how many")
+    confidence = validate.real(confidence, "confidence", minimum=0)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    resamples = validate.integer(resamples, "resamples", 1)
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(len(values), (resamples, len(values)), generator=generator)
+    means = values[picks].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail],
+                                                   dtype=torch.float64))
+    return float(values.mean()), float(low), float(high)
 
 
 def cascading_randomisation(

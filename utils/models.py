@@ -44,6 +44,12 @@ class TinyCNN(nn.Module):
     kernels; ``in_channels`` allows RGB inputs. Trained in
     ``chapters/05_tinycnn_mnist.ipynb``.
 
+    Each block has its own ReLU and pooling modules (``relu1``, ``pool1``, ``relu2``,
+    ``pool2``), so that a hook can take any stage: ``relu2``'s output is the last
+    rectified feature map, (N, 32, 7, 7), which Grad-CAM explains
+    (``chapters/07_attribution.ipynb``). These modules have no parameters, so the
+    ``state_dict`` keys are ``conv1``, ``conv2`` and ``fc`` only.
+
     ``forward`` pools before the ReLU: ReLU never decreases, so max-pooling commutes
     with it (max(relu(a), relu(b)) = relu(max(a, b))), and both orders give
     bit-identical outputs and gradients; pooling first runs the ReLU on a quarter of
@@ -55,16 +61,30 @@ class TinyCNN(nn.Module):
         kernel_size = validate.odd_size(kernel_size, "kernel_size")
         padding = kernel_size // 2
         self.conv1 = nn.Conv2d(in_channels, 16, kernel_size, padding=padding)
+        self.pool1 = nn.MaxPool2d(2)
+        self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(16, 32, kernel_size, padding=padding)
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
+        self.pool2 = nn.MaxPool2d(2)
+        self.relu2 = nn.ReLU()
         self.fc = nn.Linear(32 * 7 * 7, n_classes)
+
+    @property
+    def relu(self) -> nn.ReLU:
+        """Block 1's ReLU, under the name that code written before the split used
+        (every ReLU of TinyCNN computes the same function)."""
+        return self.relu1
+
+    @property
+    def pool(self) -> nn.MaxPool2d:
+        """Block 1's max-pooling, under the name that code written before the split
+        used (both pooling layers compute the same function)."""
+        return self.pool1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[-2:] != (28, 28):
             raise ValueError(f"TinyCNN expects (N, C, 28, 28) input, got {tuple(x.shape)}")
-        x = self.relu(self.pool(self.conv1(x)))  # = pool(relu(conv1(x))), cheaper
-        x = self.relu(self.pool(self.conv2(x)))
+        x = self.relu1(self.pool1(self.conv1(x)))  # = pool(relu(conv1(x))), cheaper
+        x = self.relu2(self.pool2(self.conv2(x)))
         return self.fc(x.flatten(1))
 
 
