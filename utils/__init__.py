@@ -31,10 +31,26 @@ that derives it:
 - ``utils.train``: the training and evaluation loops.
 - ``utils.repro``: seeding, deterministic algorithms, thread count, device, portable
   CPU mode, and digests of weights.
-- ``utils.viz``: grids of kernels, feature maps, images and attribution maps.
+- ``utils.viz``: the course's figure style (high-density figures, the colour-scale
+  rule) and grids of kernels, feature maps, images and attribution maps.
 
 Imports only go down this list's dependency order (``tests/test_architecture.py``
 checks that there is no circle and no private name used across modules).
 """
 
 __version__ = "0.1.0"
+
+
+def _figure_style_in_notebooks() -> None:
+    """Inside a Jupyter kernel, importing anything from ``utils`` (every notebook's
+    set-up cell does) applies the course's figure style once: ``viz.use_course_style``
+    (high-density figures, the same fonts everywhere)."""
+    import sys
+
+    if "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None:
+        from . import viz
+
+        viz.use_course_style()
+
+
+_figure_style_in_notebooks()
