@@ -1,6 +1,6 @@
 """Conv-BN fusion: fold an inference-mode BatchNorm2d into the convolution before it.
 
-Derived in ``chapters/04_fast_convolution.ipynb``, next to channel pruning
+Derived in ``chapters/09_model_compression.ipynb``, next to channel pruning
 (``utils.prune``), the other change that makes a trained network cheaper to run
 without retraining. ``tests/test_fusion.py`` checks the fused layer against
 ``bn(conv(x))`` and against ``torch.nn.utils.fusion.fuse_conv_bn_eval``.
@@ -21,7 +21,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     affine map, so bn(conv(x)) is one convolution with w' = w·γ/σ and
     b' = β + (b − μ)·γ/σ (b = 0 when the conv has no bias). Returns a new Conv2d with
     the same stride, padding, dilation and groups; fused(x) equals bn(conv(x)) in eval
-    mode. Explained in ``chapters/04_fast_convolution.ipynb``.
+    mode. Explained in ``chapters/09_model_compression.ipynb``.
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")

@@ -5,7 +5,7 @@ Every channel c of a Conv2d followed by a BatchNorm2d leaves the BatchNorm as
 slimming ranks the |γ| of all BatchNorm layers together, removes the channels with the
 smallest ones, and builds a physically smaller network: fewer filters in the
 convolution, fewer entries in the BatchNorm, fewer input channels in the next layer.
-Explained in ``chapters/04_fast_convolution.ipynb``; ``tests/test_prune.py`` checks it.
+Explained in ``chapters/09_model_compression.ipynb``; ``tests/test_prune.py`` checks it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def channels_to_keep(gammas: Sequence[Tensor], prune_fraction: float,
     its largest-|γ| channel, so no layer disappears. With ``scope="layer"`` each
     layer prunes its own round(prune_fraction · n_layer) smallest (at most n_layer − 1).
     Returns sorted int64 index tensors. Explained in
-    ``chapters/04_fast_convolution.ipynb``.
+    ``chapters/09_model_compression.ipynb``.
     """
     fraction = _check_fraction(prune_fraction)
     if scope not in ("global", "layer"):
@@ -113,7 +113,7 @@ def prune_conv_bn_channels(
     after a flatten of C×H×W maps the columns c·H·W … (c+1)·H·W − 1 of every kept c.
     Layers in between must act per channel (ReLU, pooling, Flatten). The originals
     are not changed. If the removed channels had γ = β = 0, the network computes the
-    same function as before. Explained in ``chapters/04_fast_convolution.ipynb``.
+    same function as before. Explained in ``chapters/09_model_compression.ipynb``.
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
@@ -223,7 +223,7 @@ def slim_sequential(model: nn.Sequential, prune_fraction: float,
     |γ| of all those BatchNorm layers (``scope="global"``, one threshold for all, as
     in the paper, or ``"layer"``, the same fraction in every layer). The layer that
     reads the channels is the next Conv2d or Linear (only per-channel layers may lie
-    between). ``model`` is not changed. Explained in ``chapters/04_fast_convolution.ipynb``.
+    between). ``model`` is not changed. Explained in ``chapters/09_model_compression.ipynb``.
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential, got {type(model).__name__}")
@@ -248,6 +248,6 @@ def network_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     The MAC column of ``utils.layers.layer_costs`` summed: a Conv2d costs
     C_out·(C_in/groups)·kH·kW·H_out·W_out (``utils.arithmetic.conv_macs``), a Linear
     in·out; BatchNorm, ReLU and pooling do no multiply-accumulate. ``input_shape`` is
-    (C, H, W) of one image. Explained in ``chapters/04_fast_convolution.ipynb``.
+    (C, H, W) of one image. Explained in ``chapters/09_model_compression.ipynb``.
     """
     return total_costs(model, input_shape)["macs"]
