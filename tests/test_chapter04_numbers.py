@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from repo_scripts import load_script
 from scipy import signal
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils import arithmetic, conv, data, fusion, kernels, prune
+from utils import arithmetic, conv, data, kernels
 
 # ------------------------------------------------------------------- naive, im2col
 
@@ -58,6 +57,39 @@ def test_exercise_im2col_tinycnn_batch():
 
 
 # ------------------------------------------------------------------------ Winograd
+
+def test_winograd_1d_f23_against_scipy():
+    """F(2, 3): "4 multiplies instead of 6", m1..m4 as in the text, y0 = m1 + m2 + m3,
+    y1 = m2 − m3 − m4, against scipy's correlation over many random tiles; the
+    matrices read off m1..m4 are Lavin & Gray's."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        d, g = rng.standard_normal(4), rng.standard_normal(3)
+        m1 = (d[0] - d[2]) * g[0]
+        m2 = (d[1] + d[2]) * (g[0] + g[1] + g[2]) / 2
+        m3 = (d[2] - d[1]) * (g[0] - g[1] + g[2]) / 2
+        m4 = (d[1] - d[3]) * g[2]
+        np.testing.assert_allclose([m1 + m2 + m3, m2 - m3 - m4],
+                                   signal.correlate(d, g, mode="valid"), atol=1e-12)
+    assert 2 * 3 == 6 and 2 + 3 - 1 == 4 and 6**2 == 36 and 4**2 == 16
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+    g_matrix = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+    np.testing.assert_array_equal(conv.WINOGRAD_BT.numpy(), bt)
+    np.testing.assert_array_equal(conv.WINOGRAD_G.numpy(), g_matrix)
+    np.testing.assert_array_equal(conv.WINOGRAD_AT.numpy(), at)
+    # the kernel factors are g(x) = g0 + g1·x + g2·x² at 0, 1 (halved), −1 (halved), ∞
+    g = rng.standard_normal(3)
+    poly = np.polynomial.Polynomial(g)
+    np.testing.assert_allclose(g_matrix @ g, [poly(0), poly(1) / 2, poly(-1) / 2, g[2]])
+
+
+def test_exercise_winograd_1d_signal():
+    """ch04-ex-winograd-1d: 10 values, 3 taps: 8 outputs, 4 tiles, 16 against 24."""
+    outputs = 10 - 3 + 1
+    tiles = len(range(0, 10 - 3, 2))
+    assert (outputs, tiles, 4 * tiles, 3 * outputs) == (8, 4, 16, 24)
+
 
 def test_winograd_counts():
     assert 2 * 2 * 3 * 3 == 36 and 4 * 4 == 16 and 36 / 16 == 2.25
@@ -299,116 +331,6 @@ def test_exercise_wraparound():
     np.testing.assert_allclose(cropped.numpy(), np.fft.rfft2(image[:15, :15]))
     np.testing.assert_allclose(full[4:16, 4:16],
                                signal.convolve2d(image, kernel, mode="valid"))
-
-
-# ------------------------------------------------------------------- Conv-BN fusion
-
-def test_fusion_formula_with_numpy():
-    rng = np.random.default_rng(2)
-    w, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
-    gamma, beta = rng.uniform(0.5, 2, 4), rng.standard_normal(4)
-    mu, var, eps = rng.standard_normal(4), rng.uniform(0.5, 2, 4), 1e-5
-    sigma = np.sqrt(var + eps)
-    z = rng.standard_normal((4, 5))                  # conv outputs w∗x, per channel
-    bn_out = gamma[:, None] * (z + b[:, None] - mu[:, None]) / sigma[:, None] \
-        + beta[:, None]
-    w_fused = w * (gamma / sigma)[:, None, None, None]
-    b_fused = beta + (b - mu) * gamma / sigma
-    fused_out = (gamma / sigma)[:, None] * z + b_fused[:, None]
-    np.testing.assert_allclose(fused_out, bn_out, atol=1e-12)
-    layer = nn.Conv2d(3, 4, 3).double()
-    norm = nn.BatchNorm2d(4).double().eval()
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(w))
-        layer.bias.copy_(torch.from_numpy(b))
-        norm.weight.copy_(torch.from_numpy(gamma))
-        norm.bias.copy_(torch.from_numpy(beta))
-        norm.running_mean.copy_(torch.from_numpy(mu))
-        norm.running_var.copy_(torch.from_numpy(var))
-    fused = fusion.fuse_conv_bn(layer.eval(), norm)
-    np.testing.assert_allclose(fused.weight.detach().numpy(), w_fused, atol=1e-12)
-    np.testing.assert_allclose(fused.bias.detach().numpy(), b_fused, atol=1e-12)
-
-
-# ------------------------------------------------------------------------- pruning
-
-def slim_counts(c1, c2):
-    """Closed-form parameters and MACs of the chapter's slim_cnn(c1, c2)."""
-    parameters = (c1 * 9 + 2 * c1) + (c2 * c1 * 9 + 2 * c2) + (c2 * 49 * 10 + 10)
-    macs = c1 * 9 * 28 * 28 + c2 * c1 * 9 * 14 * 14 + c2 * 49 * 10
-    return parameters, macs
-
-
-def chapter_slim_cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(16 * 7 * 7, 10))
-
-
-def test_slim_cnn_table_sizes():
-    assert slim_counts(8, 16) == (9_122, 290_080)
-    model = chapter_slim_cnn()
-    assert sum(p.numel() for p in model.parameters()) == 9_122
-    assert 7 * 7 == 49
-    assert all(bool((bn.weight.detach() == 1).all()) for bn in (model[1], model[5]))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for bn in (model[1], model[5]):
-            bn.weight.uniform_(0.1, 1.0)
-    for fraction, channels in [(0.25, (6, 12)), (0.5, (4, 8)), (0.75, (2, 4))]:
-        pruned, keep = prune.slim_sequential(model, fraction, scope="layer")
-        assert tuple(len(k) for k in keep) == channels
-        parameters, macs = slim_counts(*channels)
-        assert sum(p.numel() for p in pruned.parameters()) == parameters
-        assert prune.network_macs(pruned, (1, 28, 28)) == macs
-    assert slim_counts(6, 12) == (6_628, 175_224)
-    assert slim_counts(4, 8) == (4_278, 88_592)
-    assert slim_counts(2, 4) == (2_072, 30_184)
-
-
-def test_pruning_channels_with_zero_gamma_and_beta_changes_nothing():
-    """ "When the removed channels have γ = β = 0 … the pruned network computes the
-    same function as the original." """
-    torch.manual_seed(3)
-    model = chapter_slim_cnn().double().eval()
-    removed = ([1, 4, 6], [0, 5, 9, 10, 15])
-    with torch.no_grad():
-        for bn, channels in zip((model[1], model[5]), removed, strict=True):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.uniform_(0.5, 2)
-            bn.bias.uniform_(-1, 1)
-            bn.weight[channels] = 0.0
-            bn.bias[channels] = 0.0
-    keep = [[c for c in range(8) if c not in removed[0]],
-            [c for c in range(16) if c not in removed[1]]]
-    conv1, bn1, conv2 = prune.prune_conv_bn_channels(model[0], model[1], model[4],
-                                                     keep[0])
-    conv2, bn2, linear = prune.prune_conv_bn_channels(conv2, model[5], model[9],
-                                                      keep[1])
-    pruned = nn.Sequential(conv1, bn1, nn.ReLU(), nn.MaxPool2d(2), conv2, bn2,
-                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), linear).eval()
-    x = torch.randn(5, 1, 28, 28, dtype=torch.float64)
-    with torch.no_grad():
-        torch.testing.assert_close(pruned(x), model(x), rtol=0, atol=1e-12)
-
-
-def test_global_threshold_takes_every_first_layer_channel():
-    """ "a global threshold that removes 12 of the 24 channels takes all 8 of the
-    first layer … the global scope keeps 1 + 12 = 13" when every first-layer |γ| is
-    below every second-layer one."""
-    first, second = torch.linspace(0.09, 0.2, 8), torch.linspace(0.22, 0.53, 16)
-    keep = prune.channels_to_keep([first, second], 0.5, "global")
-    assert [len(k) for k in keep] == [1, 12]
-    assert keep[0].tolist() == [7]                       # the largest first-layer |γ|
-    assert round(0.5 * 24) == 12 and 1 + 12 == 13
-
-
-def test_half_pruning_leaves_a_quarter_of_conv2():
-    """ "pruning 50% of every layer leaves about a quarter" of conv2's MACs."""
-    assert (8 * 4 * 9 * 196) / (16 * 8 * 9 * 196) == 0.25
 
 
 # ---------------------------------------------------------------------- benchmarks
