@@ -192,9 +192,13 @@ def test_cached_model_reaches_99_percent(trained_state, test_set):
     assert int(labels[0]) == 7 == int(predicted[0])
 
 
-def test_cached_weights_file_is_a_weights_only_state_dict(trained_state):
+def test_cached_weights_file_is_a_weights_only_state_dict_with_its_recipe(
+        trained_state):
     path = data.data_dir() / train.TINYCNN_FILE
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert saved["recipe"] == train.tinycnn_recipe()
+    assert "validation 55000-59999" in saved["recipe"]
+    state = saved["state_dict"]
     assert list(state) == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
                            "fc.weight", "fc.bias"]
     assert repro.state_digest(state) == repro.state_digest(trained_state)

@@ -76,6 +76,32 @@ def test_mnist_tensors_are_standardised_float_images():
     assert raw.min() == 0.0 and raw.max() == 1.0
 
 
+def test_split_validation_holds_out_the_last_samples():
+    x, y = torch.arange(10).float()[:, None], torch.arange(10)
+    (train_x, train_y), (val_x, val_y) = train.split_validation(x, y, 3)
+    assert train_y.tolist() == list(range(7)) and val_y.tolist() == [7, 8, 9]
+    assert torch.equal(train_x[:, 0].long(), train_y)
+    assert torch.equal(val_x[:, 0].long(), val_y)
+    assert val_x.data_ptr() == x[7:].data_ptr()  # views, not copies
+    with pytest.raises(ValueError, match="n_val must leave training samples"):
+        train.split_validation(x, y, 10)
+    with pytest.raises(ValueError, match="n_val must be"):
+        train.split_validation(x, y, 0)
+    with pytest.raises(ValueError, match="samples"):
+        train.split_validation(x, y[:9], 3)
+
+
+def test_mnist_train_val_is_55000_plus_5000_with_every_digit_held_out():
+    (train_x, train_y), (val_x, val_y) = train.mnist_train_val()
+    images, labels = train.mnist_tensors(train=True)
+    assert train.VALIDATION_SIZE == 5_000
+    assert train_x.shape == (55_000, 1, 28, 28) and val_x.shape == (5_000, 1, 28, 28)
+    assert torch.equal(val_x, images[55_000:]) and torch.equal(train_y, labels[:55_000])
+    counts = torch.bincount(val_y, minlength=10)
+    # about 500 of each digit (MNIST's training set is not sorted by class)
+    assert counts.min() >= 450 and counts.max() <= 570
+
+
 # ------------------------------------------------------------------ loops
 def test_train_epoch_lowers_the_loss_and_returns_the_mean():
     x, y = tiny_data()
@@ -114,11 +140,21 @@ def test_fit_rows_and_determinism():
 
     (history, digest), (history2, digest2) = run(), run()
     assert [row["epoch"] for row in history] == [1, 2]
-    assert set(history[0]) == {"epoch", "train_loss", "test_loss", "test_accuracy",
+    assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy",
                                "seconds"}
     assert digest == digest2
-    assert [r["test_loss"] for r in history] == [r["test_loss"] for r in history2]
-    assert history[-1]["test_accuracy"] > 0.9
+    assert [r["val_loss"] for r in history] == [r["val_loss"] for r in history2]
+    assert history[-1]["val_accuracy"] > 0.9
+
+
+def test_fit_evaluates_the_val_pair_it_is_given():
+    x, y = tiny_data()
+    model = train.init_tinycnn(0, n_classes=4)
+    history = train.fit(model, (x[:64], y[:64]), (x[64:], y[64:]), epochs=1,
+                        batch_size=32, progress=False)
+    result = train.evaluate(model, x[64:], y[64:])
+    assert history[0]["val_loss"] == pytest.approx(result["loss"])
+    assert history[0]["val_accuracy"] == pytest.approx(result["accuracy"])
 
 
 @pytest.mark.parametrize("epochs, error", [
@@ -189,13 +225,15 @@ def fake_training(monkeypatch):
     calls = []
     monkeypatch.setattr(train, "portable_cpu_active", lambda: True)
     x, y = tiny_data(32)
-    monkeypatch.setattr(train, "mnist_tensors",
-                        lambda train=True, normalize=True: (x, y))
+    monkeypatch.setattr(train, "mnist_train_val",
+                        lambda: ((x[:24], y[:24]), (x[24:], y[24:])))
     real_fit = train.fit
 
-    def recording_fit(model, train_data, test_data, **kwargs):
-        calls.append({"initial": repro.state_digest(model.state_dict()), **kwargs})
-        return real_fit(model, train_data, test_data, epochs=1, batch_size=16,
+    def recording_fit(model, train_data, val_data, **kwargs):
+        calls.append({"initial": repro.state_digest(model.state_dict()),
+                      "n_train": len(train_data[1]), "n_val": len(val_data[1]),
+                      **kwargs})
+        return real_fit(model, train_data, val_data, epochs=1, batch_size=16,
                         progress=False)
 
     monkeypatch.setattr(train, "fit", recording_fit)
@@ -208,12 +246,24 @@ def test_missing_file_is_trained_with_the_chapter_settings_and_saved(
     model = train.load_or_train_tinycnn(path, progress=False)
     assert len(fake_training) == 1
     call = fake_training[0]
-    # The chapter's run: init_tinycnn(seed=0), then fit's defaults.
+    # The chapter's run: init_tinycnn(seed=0), then fit's defaults on the training
+    # part, monitored on the validation part (mnist_train_val).
     assert call["initial"] == repro.state_digest(train.init_tinycnn(0).state_dict())
+    assert (call.pop("n_train"), call.pop("n_val")) == (24, 8)
     assert {k: v for k, v in call.items() if k != "initial"} == {"progress": False}
-    state = torch.load(path, weights_only=True)
-    assert repro.state_digest(state) == repro.state_digest(model.state_dict())
+    saved = torch.load(path, weights_only=True)
+    assert saved["recipe"] == train.tinycnn_recipe()
+    assert repro.state_digest(saved["state_dict"]) == repro.state_digest(
+        model.state_dict())
     assert not model.training
+
+
+def test_the_recipe_records_the_split_and_fits_settings():
+    recipe = train.tinycnn_recipe()
+    assert "training images 0-54999, validation 55000-59999" in recipe
+    assert "batch_size=128, epochs=3, max_lr=0.01, seed=0" in recipe
+    assert train.tinycnn_recipe(epochs=1) != recipe
+    assert "epochs=1" in train.tinycnn_recipe(epochs=1)
 
 
 def test_fit_defaults_are_the_chapter_settings():
@@ -229,7 +279,7 @@ def test_fit_defaults_are_the_chapter_settings():
 def test_existing_file_is_loaded_without_training(tmp_path, fake_training):
     path = tmp_path / "tinycnn.pt"
     saved = train.init_tinycnn(7)
-    train.save_weights(saved, path)
+    train._save_course_copy(saved, path, train.tinycnn_recipe())
     model = train.load_or_train_tinycnn(path)
     assert fake_training == []
     assert repro.state_digest(model.state_dict()) == repro.state_digest(
@@ -242,6 +292,8 @@ def test_existing_file_is_loaded_without_training(tmp_path, fake_training):
     "truncated",
     "wrong shapes",
     "not a state dict",
+    "stale: a bare state dict",
+    "stale: another recipe",
 ])
 def test_corrupt_file_is_replaced_by_a_retrained_network(tmp_path, fake_training,
                                                          content):
@@ -250,17 +302,27 @@ def test_corrupt_file_is_replaced_by_a_retrained_network(tmp_path, fake_training
         train.save_weights(train.init_tinycnn(0), path)
         path.write_bytes(path.read_bytes()[:200])
     elif content == "wrong shapes":
-        train.save_weights(train.init_tinycnn(0, kernel_size=5), path)
+        train._save_course_copy(train.init_tinycnn(0, kernel_size=5), path,
+                                train.tinycnn_recipe())
     elif content == "not a state dict":
         torch.save(torch.zeros(3), path)
+    elif content == "stale: a bare state dict":
+        # how the course stored the network before the validation split: right keys
+        # and shapes, but trained on all 60,000 images, so it must not be reused
+        train.save_weights(train.init_tinycnn(7), path)
+    elif content == "stale: another recipe":
+        train._save_course_copy(train.init_tinycnn(7), path,
+                                train.tinycnn_recipe(epochs=1))
     else:
         path.write_bytes(content)
     model = train.load_or_train_tinycnn(path, progress=False)
     assert len(fake_training) == 1
     assert fake_training[0]["initial"] == repro.state_digest(
         train.init_tinycnn(0).state_dict())
-    state = torch.load(path, weights_only=True)
-    assert repro.state_digest(state) == repro.state_digest(model.state_dict())
+    saved = torch.load(path, weights_only=True)
+    assert saved["recipe"] == train.tinycnn_recipe()
+    assert repro.state_digest(saved["state_dict"]) == repro.state_digest(
+        model.state_dict())
     # and the next call loads the repaired file without training again
     train.load_or_train_tinycnn(path)
     assert len(fake_training) == 1
@@ -281,7 +343,7 @@ def test_outside_the_portable_mode_training_runs_in_a_portable_process(
 
     def fake_process(path, progress):
         started.append(path)
-        train.save_weights(train.init_tinycnn(5), path)
+        train._save_course_copy(train.init_tinycnn(5), path, train.tinycnn_recipe())
 
     monkeypatch.setattr(train, "_train_in_portable_process", fake_process)
     path = tmp_path / "tinycnn.pt"

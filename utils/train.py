@@ -2,12 +2,16 @@
 
 The loop is derived in ``chapters/05_tinycnn_mnist.ipynb``. Mini-batches are slices of
 tensors already in memory (no per-sample PIL transforms), shuffled by a seeded
-generator, so a run is fast and repeatable. Progress bars (tqdm) show in JupyterLab and
-Colab; the course's test run sets ``TQDM_DISABLE=1`` so committed outputs stay quiet.
+generator, so a run is fast and repeatable. The course's TinyCNN trains on the first
+55,000 MNIST training images and is monitored on the last 5,000 (the validation part,
+``split_validation``); the 10,000 test images are left for one final evaluation.
+Progress bars (tqdm) show in JupyterLab and Colab; the course's test run sets
+``TQDM_DISABLE=1`` so committed outputs stay quiet.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import subprocess
@@ -33,10 +37,13 @@ from .repro import (
 )
 
 __all__ = ["batches", "train_epoch", "evaluate", "fit", "mnist_tensors",
-           "init_tinycnn", "reset_uniform", "prepare_for_training", "save_weights",
-           "train_tinycnn", "load_or_train_tinycnn", "TINYCNN_FILE"]
+           "split_validation", "mnist_train_val", "init_tinycnn", "reset_uniform",
+           "prepare_for_training", "save_weights", "train_tinycnn",
+           "load_or_train_tinycnn", "tinycnn_recipe", "TINYCNN_FILE", "VALIDATION_SIZE"]
 
 TINYCNN_FILE = "tinycnn_mnist.pt"
+# The validation part: the last 5,000 images of MNIST's 60,000 training images.
+VALIDATION_SIZE = 5_000
 
 
 def _progress_disabled(progress: bool) -> bool:
@@ -63,6 +70,32 @@ def mnist_tensors(train: bool = True, normalize: bool = True):
     if normalize:
         images = (images - MNIST_MEAN) / MNIST_STD
     return images, labels
+
+
+def split_validation(
+    images: torch.Tensor, labels: torch.Tensor, n_val: int = VALIDATION_SIZE,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Split a training set into ``(train, val)`` pairs: the last ``n_val`` samples
+    are the validation part, the rest the training part.
+
+    A fixed rule rather than a random draw, so every run and every page holds out the
+    same images (MNIST's training images are not sorted by class, so the last 5,000
+    hold every digit about equally often). The tensors are views, not copies.
+    """
+    _check_pair(images, labels)
+    n_val = validate.integer(n_val, "n_val", 1)
+    if n_val >= images.shape[0]:
+        raise ValueError(f"n_val must leave training samples: it is {n_val} for "
+                         f"{images.shape[0]} samples")
+    cut = images.shape[0] - n_val
+    return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+def mnist_train_val(normalize: bool = True, n_val: int = VALIDATION_SIZE):
+    """MNIST's training set as ``(train, val)`` pairs of (images, labels): the first
+    55,000 images to train on and the last 5,000 to monitor training
+    (``split_validation``), standardised as in ``mnist_tensors``."""
+    return split_validation(*mnist_tensors(True, normalize), n_val)
 
 
 def batches(
@@ -143,16 +176,19 @@ def prepare_for_training(
 
 def fit(
     model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor], epochs: int = 3, batch_size: int = 128,
+    val: tuple[torch.Tensor, torch.Tensor], epochs: int = 3, batch_size: int = 128,
     max_lr: float = 0.01, seed: int = 0, device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Train with Adam under a one-cycle learning-rate schedule; evaluate every epoch.
+    """Train with Adam under a one-cycle learning-rate schedule; evaluate the held-out
+    ``val`` pair (images, labels) after every epoch.
 
+    ``val`` is the data that monitors training: a validation part of the training set
+    (``split_validation``), never the test set, which stays for one final evaluation.
     The model is first moved to ``device`` in the channels-last layout
     (``prepare_for_training``). Everything random (the shuffling order) comes from
     ``seed``, so the same model, data and settings give the same weights on the same
-    machine. Returns one row per epoch: epoch, train_loss, test_loss, test_accuracy,
+    machine. Returns one row per epoch: epoch, train_loss, val_loss, val_accuracy,
     seconds (training time of that epoch, excluding evaluation).
     """
     epochs = validate.integer(epochs, "epochs", 1)
@@ -168,11 +204,17 @@ def fit(
         train_loss = train_epoch(model, *train, optimizer, batch_size, scheduler,
                                  generator, device, progress, desc=f"epoch {epoch}")
         seconds = time.perf_counter() - start
-        result = evaluate(model, *test, device=device)
+        result = evaluate(model, *val, device=device)
         history.append({"epoch": epoch, "train_loss": train_loss,
-                        "test_loss": result["loss"],
-                        "test_accuracy": result["accuracy"], "seconds": seconds})
+                        "val_loss": result["loss"],
+                        "val_accuracy": result["accuracy"], "seconds": seconds})
     return history
+
+
+# fit's settings that the cached TinyCNN's recipe records (its defaults)
+_FIT_DEFAULTS = {name: parameter.default for name, parameter
+                 in inspect.signature(fit).parameters.items()
+                 if name in ("epochs", "batch_size", "max_lr", "seed")}
 
 
 def reset_uniform(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -231,18 +273,42 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return save_atomic(state, path)
 
 
-def train_tinycnn(path: str | Path, progress: bool = True, **fit_kwargs) -> TinyCNN:
-    """Train chapter 5's TinyCNN in this process and save its weights to ``path``.
+def tinycnn_recipe(**fit_kwargs) -> str:
+    """The recipe of the cached TinyCNN, as the text its file records.
 
-    Exactly the chapter's run: ``init_tinycnn(seed)`` then ``fit`` on MNIST with its
-    defaults (3 epochs, batch size 128, one-cycle max_lr 0.01, seed 0); ``fit_kwargs``
-    override them (tests use that). Returns the trained network in eval mode.
+    ``fit_kwargs`` override ``fit``'s defaults as in ``train_tinycnn``. A cached file
+    that records another recipe (an older course version, other settings) is not
+    reused: ``load_or_train_tinycnn`` retrains it.
     """
+    settings = {**_FIT_DEFAULTS, **fit_kwargs}
+    return (f"TinyCNN init_tinycnn({settings['seed']}); fit on MNIST training images "
+            f"0-{60_000 - VALIDATION_SIZE - 1}, validation "
+            f"{60_000 - VALIDATION_SIZE}-59999; "
+            + ", ".join(f"{name}={settings[name]}" for name in sorted(settings)))
+
+
+def _save_course_copy(model: nn.Module, path: str | Path, recipe: str) -> Path:
+    """Save the cached TinyCNN: ``{"recipe": recipe, "state_dict": weights}``."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    return save_atomic({"recipe": recipe, "state_dict": state}, path)
+
+
+def train_tinycnn(path: str | Path, progress: bool = True, **fit_kwargs) -> TinyCNN:
+    """Train chapter 5's TinyCNN in this process and save it to ``path``.
+
+    Exactly the chapter's run: ``init_tinycnn(seed)`` then ``fit`` on the first
+    55,000 MNIST training images, monitored on the last 5,000 (``mnist_train_val``),
+    with ``fit``'s defaults (3 epochs, batch size 128, one-cycle max_lr 0.01, seed 0);
+    ``fit_kwargs`` override them (tests use that). The file holds
+    ``{"recipe": tinycnn_recipe(**fit_kwargs), "state_dict": weights}``. Returns the
+    trained network in eval mode.
+    """
+    recipe = tinycnn_recipe(**fit_kwargs)
     model = init_tinycnn(fit_kwargs.get("seed", 0))
-    fit(model, mnist_tensors(True), mnist_tensors(False), progress=progress,
-        **fit_kwargs)
+    train_part, val_part = mnist_train_val()
+    fit(model, train_part, val_part, progress=progress, **fit_kwargs)
     model.cpu()
-    save_weights(model, path)
+    _save_course_copy(model, path, recipe)
     return model.eval()
 
 
@@ -268,16 +334,20 @@ def _train_in_portable_process(path: Path, progress: bool) -> None:
                            f"(exit code {result.returncode}):\n{result.stderr[-2000:]}")
 
 
-def _load_tinycnn(path: Path, seed: int = 0) -> TinyCNN | None:
+def _load_tinycnn(path: Path, recipe: str, seed: int = 0) -> TinyCNN | None:
     """The network saved at ``path``, or ``None`` (and the file deleted) when it is
-    missing or cannot be loaded: corrupt, truncated, wrong keys or shapes."""
+    missing, cannot be loaded (corrupt, truncated, wrong keys or shapes) or was
+    trained by another recipe than ``recipe`` (a stale copy, e.g. the weights of an
+    older course version, which trained on all 60,000 images: a bare state dict)."""
     if not path.exists():
         return None
     model = init_tinycnn(seed)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception:  # unreadable or not this model's weights: rebuild
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or saved.get("recipe") != recipe:
+            raise ValueError("stale: trained by another recipe")
+        model.load_state_dict(saved["state_dict"])
+    except Exception:  # unreadable, stale or not this model's weights: rebuild
         path.unlink()
         return None
     return model.eval()
@@ -288,11 +358,12 @@ def load_or_train_tinycnn(
 ) -> TinyCNN:
     """The TinyCNN trained on MNIST in chapter 5, loaded from ``data/tinycnn_mnist.pt``.
 
-    The file holds only a ``state_dict`` and is read with ``weights_only=True``. When it
-    is missing or cannot be loaded (corrupt, truncated, wrong keys or shapes), it is
-    deleted and the network is retrained exactly as the chapter trains it
-    (``train_tinycnn``), always in the portable CPU mode of ``utils.repro``: in this
-    process when the mode is active here, otherwise in a fresh one
+    The file holds the weights (``state_dict``) and the recipe they were trained by
+    (``tinycnn_recipe``), and is read with ``weights_only=True``. When it is missing,
+    cannot be loaded (corrupt, truncated, wrong keys or shapes) or records another
+    recipe (a stale copy), it is deleted and the network is retrained exactly as the
+    chapter trains it (``train_tinycnn``), always in the portable CPU mode of
+    ``utils.repro``: in this process when the mode is active here, otherwise in a fresh one
     (``python -m utils.train``). So every page gets the same weights, bit for bit,
     whichever page asked first (on any Intel x86 CPU); ``make data`` builds the file
     in advance. ``fit_kwargs`` override ``fit``'s settings (tests use them) and need
@@ -300,7 +371,8 @@ def load_or_train_tinycnn(
     """
     path = Path(path) if path is not None else data_dir() / TINYCNN_FILE
     seed = fit_kwargs.get("seed", 0)
-    model = _load_tinycnn(path, seed)
+    recipe = tinycnn_recipe(**fit_kwargs)
+    model = _load_tinycnn(path, recipe, seed)
     if model is not None:
         return model
     if portable_cpu_active():
@@ -310,7 +382,7 @@ def load_or_train_tinycnn(
                          f"({sorted(fit_kwargs)}) needs the portable CPU mode in this "
                          "process: call repro.seed_everything(0, portable=True) first")
     _train_in_portable_process(path, progress)
-    model = _load_tinycnn(path, seed)
+    model = _load_tinycnn(path, recipe, seed)
     if model is None:
         raise RuntimeError(f"the portable-mode process did not leave a readable {path}")
     return model
