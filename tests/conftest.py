@@ -76,7 +76,8 @@ SLOW_TESTS = {"test_portable_mode_gives_the_same_weights_on_two_simulated_cpus",
               "test_vgg16_layer_names_follow_torchvision_layout",
               "test_chapter1_exercises",
               "test_solution_items_run_after_the_notebook_in_its_kernel",
-              "test_notebook_kernels_get_retina_figures_at_their_logical_size"}
+              "test_notebook_kernels_get_retina_figures_at_their_logical_size",
+              "test_animation_frames_are_wide_sharp_and_their_text_legible"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

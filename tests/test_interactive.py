@@ -210,6 +210,87 @@ def test_animation_html_has_alt_text_and_a_labelled_slider():
     assert 'alt="A &quot;kernel&quot; &amp; its &lt;window&gt;"' in described
     assert 'type="range" aria-label="Animation frame"' in described
     default = interactive.animation_html(animation)
-    assert re.search(r'<img id="_anim_img\w+" alt="Animation: [^"]+">', default)
+    assert re.search(r'<img id="_anim_img\w+" alt="Animation: [^"]+" width="\d+"', default)
     with pytest.raises(ValueError, match="alt"):
         interactive.animation_html(animation, alt="  ")
+
+
+# --------------------------------------------------------------------------------------
+# Legibility (issue 26): frame size, text size, bright ones, nothing clipped
+# --------------------------------------------------------------------------------------
+
+def _frame_sizes(html: str) -> list[tuple[int, int]]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for data in re.findall(r'frames\[\d+\] = "data:image/png;base64,([^"]*)"', html):
+        payload = data.replace("\\\n", "").replace("\\n", "").replace("\n", "")
+        sizes.append(Image.open(io.BytesIO(base64.b64decode(payload))).size)
+    return sizes
+
+
+LEGIBLE_ANIMATIONS = {
+    "sliding window, stride 1": lambda: interactive.sliding_window_animation(1, 0),
+    "sliding window, stride 2, padding 1": lambda: interactive.sliding_window_animation(2, 1),
+    "sobel explorer": lambda: interactive.kernel_explorer_animation(PHOTO, "sobel", [0, 90]),
+    "gaussian explorer": lambda: interactive.kernel_explorer_animation(
+        PHOTO, "gaussian", [1, 2]),
+}
+
+
+@pytest.mark.parametrize("name", list(LEGIBLE_ANIMATIONS))
+def test_animation_frames_are_wide_sharp_and_their_text_legible(name):
+    animation = LEGIBLE_ANIMATIONS[name]()
+    fig = animation._fig
+    width_px = round(fig.get_figwidth() * fig.dpi)
+    assert width_px >= interactive.MIN_FRAME_WIDTH, f"{name}: {width_px} px wide"
+    html = interactive.animation_html(animation, alt=name)
+    assert f'width="{width_px}"' in html  # shown at its logical size
+    sizes = _frame_sizes(html)
+    assert len(sizes) == animation.n_frames
+    assert {size[0] for size in sizes} == {2 * width_px}  # twice the pixels: sharp
+    texts = [text for text in fig.findobj(matplotlib.text.Text)
+             if text.get_visible() and text.get_text().strip()]
+    assert texts
+    smallest = min(text.get_fontsize() * fig.dpi / 72 for text in texts)
+    assert smallest >= interactive.MIN_TEXT_PX, f"{name}: text {smallest:.1f} px tall"
+
+
+def test_sliding_window_draws_one_bright_and_the_window_unclipped():
+    fig = interactive.sliding_window_figure(1, 0)
+    input_axes = fig.axes[0]
+    picture = input_axes.images[0]
+    assert picture.get_cmap().name == "gray"
+    white, black = picture.to_rgba(1.0), picture.to_rgba(0.0)
+    assert white[:3] == (1.0, 1.0, 1.0) and black[:3] == (0.0, 0.0, 0.0)
+    outlines = [patch for ax in fig.axes for patch in ax.patches]
+    assert len(outlines) == 2 and not any(patch.get_clip_on() for patch in outlines)
+    # the numbers on the bright square are black, those on the dark background white
+    colours = {text.get_text(): text.get_color() for text in input_axes.texts}
+    assert colours == {"1": "black", "0": "white"}
+
+
+def test_padding_numbers_stay_black_on_the_light_blue_ring():
+    corner = interactive.sliding_window_figure(2, 1).axes[0].texts[0]  # (0, 0): padding
+    assert corner.get_text() == "0" and corner.get_color() == "black"
+
+
+def test_kernel_explorer_has_a_colour_bar_for_each_panel():
+    fig = interactive.kernel_explorer_figure(PHOTO, "sobel", theta=45)
+    bars = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert [bar.get_ylabel() for bar in bars] == ["weight",
+                                                 "response (one scale for all frames)"]
+    kernel_image = fig.axes[0].images[0]
+    assert kernel_image.get_clim()[0] == -kernel_image.get_clim()[1]
+
+
+def test_animation_html_density_is_checked():
+    animation = interactive.sliding_window_animation(3, 0, dpi=40)
+    with pytest.raises(ValueError, match="density"):
+        interactive.animation_html(animation, density=4)
+    single = interactive.animation_html(animation, density=1)
+    assert {size[0] for size in _frame_sizes(single)} == {
+        round(animation._fig.get_figwidth() * 40)}

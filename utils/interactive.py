@@ -4,8 +4,14 @@
 * **Static** (works on the website, no running kernel): a
   ``matplotlib.animation.FuncAnimation`` whose frames are embedded in the page as
   JavaScript/HTML by ``animation_html`` (like ``Animation.to_jshtml``, with palette
-  PNG frames 3–4× smaller, and matplotlib's random element id replaced by a stable one
+  PNG frames 3–4× smaller, rendered at twice the resolution they are shown at for
+  high-density screens, and matplotlib's random element id replaced by a stable one
   so that re-running a notebook produces byte-identical output).
+
+Legibility (issue 26): frames are at least ``MIN_FRAME_WIDTH`` pixels wide on screen and
+every text is at least ``MIN_TEXT_PX`` pixels tall there (``FONT_PT`` points at
+``FRAME_DPI``); the input grid is grey with 0 black and 1 white (a bright square is
+bright), and the red window outline is drawn over the grid's edge, never clipped.
 * **Live** (needs a running Jupyter kernel): an ``ipywidgets`` box with sliders and a
   dropdown that redraws a PNG on every change.
 
@@ -45,6 +51,11 @@ __all__ = [
 
 KERNEL_FAMILIES = ("sobel", "gaussian", "gabor")
 _PAD_COLOUR = "#cfe3f5"
+FRAME_DPI = 100  # logical pixels per inch of the frames (as utils.viz.FIGURE_DPI)
+FONT_PT = 9  # text size of numbers and titles: 12.5 px at FRAME_DPI
+SMALL_PT = 8  # colour-bar ticks: 11 px at FRAME_DPI
+MIN_FRAME_WIDTH = 560  # on-screen pixels
+MIN_TEXT_PX = 10  # on-screen pixels
 
 
 def _as_array(data, name: str) -> np.ndarray:
@@ -93,11 +104,13 @@ def sliding_window_positions(
 
 
 def _draw_grid(ax, values: np.ndarray, title: str, *, mask=None, fmt="{:g}",
-               cmap="Greys", vmin=None, vmax=None, fontsize=7):
+               cmap="gray", vmin=None, vmax=None, fontsize=FONT_PT):
     """Draw a small matrix as coloured cells with its numbers written inside.
 
-    Returns the image and an array of the number texts, so that a caller can update
-    them frame by frame."""
+    ``cmap="gray"`` (inputs) draws 0 black and ``vmax`` white; a diverging map
+    (kernels, outputs) is centred on 0. Numbers are white on dark cells, black on
+    light ones and on the light-blue padding (``mask``). Returns the image and an
+    array of the number texts, so that a caller can update them frame by frame."""
     picture = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax,
                         interpolation="nearest")
     if mask is not None:
@@ -107,15 +120,19 @@ def _draw_grid(ax, values: np.ndarray, title: str, *, mask=None, fmt="{:g}",
     limit = max(abs(vmin or 0), abs(vmax or 1))
     texts = np.empty(values.shape, dtype=object)
     for (r, c), v in np.ndenumerate(values):
-        dark = cmap == "Greys" and v > 0.6 * (vmax if vmax is not None else 1)
-        dark = dark or (cmap != "Greys" and abs(v) > 0.6 * limit)
+        if cmap == "gray":
+            dark = v < 0.5 * (vmax if vmax is not None else 1)
+        else:
+            dark = abs(v) > 0.6 * limit
+        if mask is not None and mask[r, c]:
+            dark = False
         texts[r, c] = ax.text(c, r, fmt.format(v + 0.0), ha="center", va="center",
                               fontsize=fontsize, color="white" if dark else "black")
     ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
     ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
-    ax.grid(which="minor", color="0.75", linewidth=0.5)
+    ax.grid(which="minor", color="0.6", linewidth=0.5)
     ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=FONT_PT)
     return picture, texts
 
 
@@ -142,9 +159,10 @@ class _SlidingWindow:
         )[0, 0].numpy()
 
     def figure(self, dpi: int) -> tuple[Figure, list]:
-        cell = 0.25  # inches per matrix cell, the same in all three panels
+        cell = 0.36  # inches per matrix cell, the same in all three panels
         widths = [self.padded.shape[0], self.k, self.values.shape[0]]
-        fig = Figure(figsize=(cell * sum(widths) + 1.0, cell * widths[0] + 0.7),
+        width = max(cell * sum(widths) + 1.2, MIN_FRAME_WIDTH / FRAME_DPI)
+        fig = Figure(figsize=(width, cell * widths[0] + 1.0),
                      dpi=dpi, layout="constrained")
         axes = fig.subplots(1, 3, width_ratios=widths)
         self._draw_panels(axes)
@@ -166,14 +184,14 @@ class _SlidingWindow:
             text.set_visible(index <= frame)
         fig.suptitle(f"stride {self.stride}, padding {self.padding}:  "
                      f"output[{i}, {j}] = sum(patch × kernel) = "
-                     f"{self.values[i, j] + 0.0:g}", fontsize=9)
+                     f"{self.values[i, j] + 0.0:g}", fontsize=FONT_PT + 1)
 
     def _draw_panels(self, axes) -> None:
         k, n = self.k, self.image.shape[0]
         _draw_grid(axes[0], self.padded, f"input {n}×{n} + padding",
                    mask=self.pad_mask, vmin=0, vmax=max(1.0, self.padded.max()))
-        self._window = Rectangle((-0.5, -0.5), k, k, fill=False,
-                                 edgecolor="crimson", linewidth=2)
+        self._window = Rectangle((-0.5, -0.5), k, k, fill=False, clip_on=False,
+                                 edgecolor="crimson", linewidth=2.5, zorder=5)
         axes[0].add_patch(self._window)
         limit = float(np.abs(self.kernel).max()) or 1.0
         _draw_grid(axes[1], self.kernel, "kernel", cmap="RdBu_r",
@@ -183,8 +201,8 @@ class _SlidingWindow:
         self._output, self._output_texts = _draw_grid(
             axes[2], self.values, f"output {out}×{out}", cmap="RdBu_r",
             vmin=-out_limit, vmax=out_limit)
-        self._current = Rectangle((-0.5, -0.5), 1, 1, fill=False,
-                                  edgecolor="crimson", linewidth=2)
+        self._current = Rectangle((-0.5, -0.5), 1, 1, fill=False, clip_on=False,
+                                  edgecolor="crimson", linewidth=2.5, zorder=5)
         axes[2].add_patch(self._current)
 
 
@@ -195,12 +213,13 @@ def sliding_window_animation(
     image=None,
     kernel=None,
     interval_ms: int = 700,
-    dpi: int = 80,
+    dpi: int = FRAME_DPI,
 ) -> FuncAnimation:
     """Animate a kernel sliding over a small input, one frame per output value.
 
-    Left: the (zero-)padded input (padding in light blue) with the current window in
-    red; middle: the kernel; right: the output filling in, each value the sum of the
+    Left: the (zero-)padded input (grey, 0 black and 1 white; padding in light blue)
+    with the current window in red; middle: the kernel; right: the output filling in
+    (both diverging, centred on 0), each value the sum of the
     elementwise product of window and kernel (a cross-correlation, as ``F.conv2d``).
     Defaults: a 7×7 input with a bright 3×3 square and the Sobel-x kernel. Frames:
     out² with out = floor((7 + 2p − 3)/s) + 1. Raises ``ValueError`` for a stride
@@ -237,7 +256,7 @@ def sliding_window_outputs(stride: int = 1, padding: int = 0, *, image=None,
 
 
 def sliding_window_figure(stride: int = 1, padding: int = 0, frame: int = 0, *,
-                          image=None, kernel=None, dpi: int = 90) -> Figure:
+                          image=None, kernel=None, dpi: int = FRAME_DPI) -> Figure:
     """One frame of ``sliding_window_animation`` as a Figure (used by the widget)."""
     stride = validate.integer(stride, "stride", 1)
     padding = validate.integer(padding, "padding", 0)
@@ -261,7 +280,7 @@ def _freeze_layout(fig: Figure) -> None:
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", dpi=fig.dpi)  # the widget shows pixels as they are
     return buffer.getvalue()
 
 
@@ -357,27 +376,46 @@ def _explorer_panels(image: np.ndarray, family: str, params: dict):
     return kernel, response
 
 
+def _explorer_figure(dpi: int) -> tuple[Figure, list]:
+    """The explorer's figure: kernel, its colour bar, filtered image, its colour bar."""
+    fig = Figure(figsize=(MIN_FRAME_WIDTH / FRAME_DPI + 1.4, 3.4), dpi=dpi,
+                 layout="constrained")
+    axes = fig.subplots(1, 4, width_ratios=[1, 0.06, 1.5, 0.06])
+    return fig, list(axes)
+
+
 def _draw_explorer(fig: Figure, axes, image, family, params, limit) -> None:
+    """Draw one frame: the kernel (diverging, ±its largest weight) and the filtered
+    image (diverging on one ±limit scale for all frames; grey 0–1 for the Gaussian
+    blur), each with its own colour bar."""
     kernel, response = _explorer_panels(image, family, params)
     for ax in axes:
         ax.clear()
+    for ax in (axes[0], axes[2]):
         ax.set_axis_off()
     k_limit = float(np.abs(kernel).max()) or 1.0
-    axes[0].imshow(kernel, cmap="RdBu_r", vmin=-k_limit, vmax=k_limit,
-                   interpolation="nearest")
+    kernel_image = axes[0].imshow(kernel, cmap="RdBu_r", vmin=-k_limit, vmax=k_limit,
+                                  interpolation="nearest")
     size = kernel.shape[0]
-    axes[0].set_title(f"kernel {size}×{size}", fontsize=8)
+    axes[0].set_title(f"kernel {size}×{size}", fontsize=FONT_PT + 1)
     if family == "gaussian":
-        axes[1].imshow(response, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        shown = axes[2].imshow(response, cmap="gray", vmin=0, vmax=1,
+                               interpolation="nearest")
+        label = "intensity (0 black, 1 white)"
     else:
-        axes[1].imshow(response, cmap="RdBu_r", vmin=-limit, vmax=limit,
-                       interpolation="nearest")
-    axes[1].set_title("filtered image", fontsize=8)
+        shown = axes[2].imshow(response, cmap="RdBu_r", vmin=-limit, vmax=limit,
+                               interpolation="nearest")
+        label = "response (one scale for all frames)"
+    axes[2].set_title("filtered image", fontsize=FONT_PT + 1)
+    for image_, cax, text in ((kernel_image, axes[1], "weight"), (shown, axes[3], label)):
+        bar = fig.colorbar(image_, cax=cax)
+        bar.ax.tick_params(labelsize=SMALL_PT)
+        bar.set_label(text, fontsize=SMALL_PT)
     label = {"sobel": f"θ = {params['theta']:g}°",
              "gaussian": f"σ = {params['sigma']:g}",
              "gabor": f"θ = {params['theta']:g}°, σ = {params['sigma']:g}, "
                       f"λ = {params['lambd']:g}"}[family]
-    fig.suptitle(f"{family}: {label}", fontsize=9)
+    fig.suptitle(f"{family}: {label}", fontsize=FONT_PT + 2)
 
 
 def _explorer_setup(image, family: str, values: Sequence[float], params: dict):
@@ -403,21 +441,21 @@ def kernel_explorer_animation(
     theta: float = 0.0,
     lambd: float = 8.0,
     interval_ms: int = 900,
-    dpi: int = 72,
+    dpi: int = FRAME_DPI,
 ) -> FuncAnimation:
     """Animate one kernel family over its main parameter, next to the filtered image.
 
     ``family`` is ``"sobel"`` or ``"gabor"`` (frames step through ``values`` of θ in
     degrees) or ``"gaussian"`` (frames step through σ); the other parameters stay
     fixed. One frame per value; signed responses share one symmetric colour scale over
-    all frames. Show it on a static page with ``animation_html``.
+    all frames (the colour bar says so), the kernel has its own, and both have colour
+    bars. Show it on a static page with ``animation_html``.
     Explained in ``chapters/02_classic_kernels.ipynb``.
     """
     interval_ms = validate.integer(interval_ms, "interval_ms", 1)
     params = {"sigma": sigma, "theta": theta, "lambd": lambd}
     image, settings, limit = _explorer_setup(image, family, list(values), params)
-    fig = Figure(figsize=(4.0, 2.2), dpi=dpi, layout="constrained")
-    axes = fig.subplots(1, 2)
+    fig, axes = _explorer_figure(dpi)
     _draw_explorer(fig, axes, image, family, settings[0], limit)
     _freeze_layout(fig)
     animation = FuncAnimation(
@@ -431,13 +469,12 @@ def kernel_explorer_animation(
 
 def kernel_explorer_figure(image, family: str, *, sigma: float = 2.0,
                            theta: float = 0.0, lambd: float = 8.0,
-                           dpi: int = 90) -> Figure:
+                           dpi: int = FRAME_DPI) -> Figure:
     """One frame of the kernel explorer as a Figure (used by the widget)."""
     params = {"sigma": sigma, "theta": theta, "lambd": lambd}
     image, settings, limit = _explorer_setup(
         image, family, [params[_PARAMETER[family]]], params)
-    fig = Figure(figsize=(4.0, 2.2), dpi=dpi, layout="constrained")
-    axes = fig.subplots(1, 2)
+    fig, axes = _explorer_figure(dpi)
     _draw_explorer(fig, axes, image, family, settings[0], limit)
     return fig
 
@@ -519,8 +556,8 @@ def _figure_description(figure) -> str:
 
 
 def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
-                   default_mode: str = "once", embed_limit_mb: float = 2.0,
-                   colors: int = 64, alt: str | None = None) -> str:
+                   default_mode: str = "once", embed_limit_mb: float = 4.0,
+                   colors: int = 256, alt: str | None = None, density: int = 2) -> str:
     """The animation as self-contained HTML/JavaScript, like ``Animation.to_jshtml``.
 
     Differences from ``to_jshtml``: frames are palette PNGs of ``colors`` colours
@@ -528,10 +565,12 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     ``embed_limit_mb`` instead of silently dropping frames; and matplotlib's random
     element id is replaced by ``html_id`` or, by default, by a hash of the page, so the
     same animation always gives the same HTML (notebook outputs stay reproducible) and
-    two different animations on one page never clash. The frame image gets ``alt``
-    text (by default "Animation: " and the figure's suptitle, or its axes' titles) and
-    the frame slider a label, for screen readers. The figure is not shown again as a
-    static image. Used in chapters 1 and 2.
+    two different animations on one page never clash. Frames are rendered at
+    ``density`` × the figure's dpi and shown at the figure's own size (the ``<img>``
+    gets its logical ``width``), so they are sharp on high-density screens. The frame
+    image gets ``alt`` text (by default "Animation: " and the figure's suptitle, or its
+    axes' titles) and the frame slider a label, for screen readers. The figure is not
+    shown again as a static image. Used in chapters 1 and 2.
     """
     if not isinstance(animation, FuncAnimation):
         raise TypeError(f"animation must be a FuncAnimation, got "
@@ -543,6 +582,10 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
         raise ValueError(f"html_id may hold only letters, digits and _, "
                          f"got {html_id!r}")
     colors = validate.integer(colors, "colors", 2)
+    density = validate.integer(density, "density", 1)
+    if density > 3:
+        raise ValueError(f"density must be 1, 2 or 3 (pixels per logical pixel), "
+                         f"got {density}")
     if colors > 256:
         raise ValueError(f"colors must be at most 256 (a PNG palette), got {colors}")
     if alt is None:
@@ -553,16 +596,19 @@ def animation_html(animation: FuncAnimation, *, html_id: str | None = None,
     writer = _CompactHTMLWriter(colors, fps=1000 / interval_ms,
                                 default_mode=default_mode,
                                 embed_limit=embed_limit_mb)
+    figure = animation._fig
+    logical_width = round(figure.get_figwidth() * figure.dpi)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "animation.html"
-        animation.save(str(path), writer=writer)
+        animation.save(str(path), writer=writer, dpi=figure.dpi * density)
         html = path.read_text()
     match = re.search(r'id="_anim_img([0-9a-f]+)"', html)
     if match is None:
         raise RuntimeError("unexpected HTMLWriter output: no animation id found")
     random_id = match.group(1)
     html = html.replace(f'<img id="_anim_img{random_id}">',
-                        f'<img id="_anim_img{random_id}" alt="{escape(alt)}">')
+                        f'<img id="_anim_img{random_id}" alt="{escape(alt)}" '
+                        f'width="{logical_width}" style="max-width: 100%; height: auto">')
     html = html.replace(f'<input id="_anim_slider{random_id}" type="range"',
                         f'<input id="_anim_slider{random_id}" type="range" '
                         f'aria-label="Animation frame"')
