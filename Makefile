@@ -3,7 +3,8 @@
 #   make test     run every test: unit tests, all notebooks (nbval), website build
 #   make unit     run only the fast unit tests (pytest -m unit; under a minute)
 #   make lint     ruff over the Python code and the notebooks' code cells
-#   make lab      open the course in JupyterLab
+#   make lab      open the course in JupyterLab, on chapter 0
+#   make colab    rewrite colab/, the notebooks in plain Markdown for Colab (commit it)
 #   make execute  re-execute notebooks in place (authors, after a change)
 #   make student  generate the student versions of the labs into student/
 #   make bench    run the performance benchmarks
@@ -19,7 +20,7 @@ export COURSE_DATA_MIRROR
 export COURSE_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: venv data book lint test unit lab execute student bench clean
+.PHONY: venv data book lint test unit lab execute student colab bench clean
 
 venv: $(STAMP)
 
@@ -54,7 +55,12 @@ unit: data
 	$(BIN)/python -m pytest tests -m unit -p no:nbval -o addopts="-p no:cacheprovider -ra"
 
 lab: data
-	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) \
+		chapters/00_getting_started.ipynb
+
+# After changing a notebook (or student/): the plain-Markdown copies that Colab opens
+colab: venv
+	$(BIN)/python scripts/make_colab.py
 
 execute: data
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
