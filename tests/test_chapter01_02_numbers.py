@@ -221,13 +221,18 @@ def test_effective_receptive_field_of_pretrained_vgg16():
     centre = gradient[top + 49:top + 196 - 49, top + 49:top + 196 - 49]
     assert centre.shape == (98, 98) and 98 * 98 * 4 == 196 * 196
     assert round(float(centre.sum() / gradient.sum()), 2) == 0.83
+    relative = gradient / gradient.max()
+    band = relative[top:top + 8, top:top + 196]  # "about five powers of ten below"
+    median = np.nanmedian(np.log10(np.where(band > 0, band, np.nan)))
+    assert -5.5 < median < -4.5
 
 
 def test_why_convolution_parameters_equivariance_and_channels():
-    conv_params = 16 * 1 * 3 * 3 + 16
-    dense_params = 784 * (16 * 784) + 16 * 784
-    assert (conv_params, dense_params) == (160, 9_847_040)
-    assert dense_params // conv_params == 61_544  # "about 60,000 times more"
+    conv_params = 64 * 3 * 3 * 3 + 64
+    dense_params = (224 * 224 * 3) * (224 * 224 * 64) + 224 * 224 * 64
+    assert (conv_params, dense_params) == (1_792, 483_388_358_656)  # "about 4.8·10¹¹"
+    assert f"{dense_params / conv_params:.1e}" == "2.7e+08"
+    assert round(4 * dense_params / 1e12, 1) == 1.9  # "1.9 TB of float32 weights"
     rng = np.random.default_rng(0)
     image, kernel = rng.random((28, 28)), rng.standard_normal((3, 3))
     out = scipy.signal.correlate2d(image, kernel, mode="same")
@@ -241,6 +246,52 @@ def test_why_convolution_parameters_equivariance_and_channels():
         by_hand = sum(scipy.signal.correlate2d(x[c], w[o, c], "valid") for c in range(3))
         np.testing.assert_allclose(ours[0, o].numpy(), by_hand + b[o], atol=1e-12)
     assert w[0].size == 27
+
+
+def test_where_equivariance_breaks():
+    """The table of chapter 1: stride 1 exact; stride 2 and a 2×2 max pool exact for a
+    2-pixel shift, not for 1 pixel; zero padding breaks it at the border. Recomputed
+    with SciPy (correlation, then every other sample) and a NumPy max pool."""
+    photo = data.sample_image("chelsea", size=128).mean(0).double().numpy()
+    sobel = kernels.sobel_x().double().numpy()
+
+    def conv(x, stride):
+        return scipy.signal.correlate2d(np.pad(x, 1), sobel, mode="valid")[::stride, ::stride]
+
+    def pool(x):
+        return x.reshape(32, 2, 32, 2).max(axis=(1, 3))
+
+    def gap(layer, shift, stride, margin):
+        out, moved = layer(photo[32:96, 32:96]), layer(photo[32 - shift:96 - shift, 32:96])
+        rows, gaps = out.shape[0], []
+        for t in {shift // stride, -(-shift // stride)}:
+            diff = (moved[margin + t:rows - margin, margin:out.shape[1] - margin]
+                    - out[margin:rows - margin - t, margin:out.shape[1] - margin])
+            gaps.append(np.abs(diff).max() / np.abs(out).max())
+        return min(gaps)
+
+    assert max(gap(lambda x: conv(x, 1), s, 1, 4) for s in (1, 2)) < 1e-12
+    for layer in (lambda x: conv(x, 2), pool):
+        assert gap(layer, 2, 2, 4) < 1e-12 and gap(layer, 1, 2, 4) > 0.05
+    assert min(gap(lambda x: conv(x, 1), s, 1, 0) for s in (1, 2)) > 0.05
+    # exercise ch1-stride-3-shifts: only the multiples of 3
+    assert [s for s in range(1, 7) if gap(lambda x: conv(x, 3)[:21, :21], s, 3, 4) < 1e-12] \
+        == [3, 6]
+
+
+def test_multichannel_worked_example():
+    """The C_in = 3 → C_out = 2 example: integers, first value (−8) + (−2) + (5) + 1 = −4."""
+    integers = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 4, (1, 3, 4, 4), generator=integers).double()
+    w = torch.randint(-1, 2, (2, 3, 3, 3), generator=integers).double()
+    b = np.array([1.0, -2.0])
+    xs, ws = x[0].numpy(), w.numpy()
+    for o in range(2):
+        total = sum(scipy.signal.correlate2d(xs[c], ws[o, c], "valid") for c in range(3))
+        np.testing.assert_array_equal(
+            F.conv2d(x, w, torch.from_numpy(b))[0, o].numpy(), total + b[o])
+    per_channel = [int((xs[c, :3, :3] * ws[0, c]).sum()) for c in range(3)]
+    assert per_channel == [-8, -2, 5] and sum(per_channel) + 1 == -4
 
 
 def test_max_pool_example():
