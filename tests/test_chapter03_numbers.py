@@ -293,6 +293,37 @@ def test_transposed_convolution_by_zero_insertion():
         torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
 
 
+def test_gridding_ways_table_and_the_two_parities():
+    """The printed table 1 1 2 1 3 2 3 1 3 2 3 1 2 1 1 for offsets −7…7; odd offsets
+    have 1 to 3 ways, even ones 1 or 2; dilations 2, 2, 2 never reach odd offsets."""
+    ways = {u: 0 for u in range(-7, 8)}
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            for c in (-1, 0, 1):
+                ways[a + 2 * b + 4 * c] += 1
+    assert [ways[u] for u in range(-7, 8)] == [1, 1, 2, 1, 3, 2, 3, 1, 3, 2, 3, 1, 2, 1, 1]
+    assert {ways[u] for u in range(-7, 8) if u % 2} == {1, 2, 3}
+    assert {ways[u] for u in range(-7, 8) if u % 2 == 0} == {1, 2}
+    assert ways[1] * ways[3] == 9 and ways[0] ** 2 == 1
+    reachable = {2 * (a + b + c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)}
+    assert all(u % 2 == 0 for u in reachable) and len(reachable) == 7  # 7 × 7 = 49 pixels
+
+
+def test_zero_insertion_figure_and_stride_3_exercise():
+    """The figure: 1…9 spread with one zero, padded by 1, all-ones 3×3: first output 1,
+    5×5 output; the exercise: 4×4 map, k = 4, s = 3, p = 1 gives 11 = 14 − 3."""
+    x = torch.arange(1.0, 10.0, dtype=torch.float64).view(1, 1, 3, 3)
+    ones = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    out = F.conv_transpose2d(x, ones, stride=2, padding=1)[0, 0]
+    assert out.shape == (5, 5) and out[0, 0] == 1 and out[0, 1] == 1 + 2
+    assert (3 - 1) * 2 - 2 + 3 == 5 and 2 * 2 + 1 + 2 * (3 - 1 - 1) == 7
+    assert (4 - 1) * 3 - 2 * 1 + 4 == 11
+    assert 3 * 3 + 1 == 10 and 10 + 2 * (4 - 1 - 1) == 14 and 14 - 3 == 11
+    y = F.conv_transpose2d(torch.zeros(1, 2, 4, 4), torch.zeros(2, 3, 4, 4), stride=3,
+                           padding=1)
+    assert tuple(y.shape) == (1, 3, 11, 11)
+
+
 def test_transposed_exercise_sizes():
     x = torch.zeros(1, 1, 14, 14)
     down = nn.Conv2d(1, 1, 3, stride=2, padding=1)
