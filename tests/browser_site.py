@@ -224,7 +224,14 @@ PAGE_FACTS_JS = """() => ({
          Array.from(document.querySelectorAll("a[name]"), a => a.name)),
     colab: Array.from(document.querySelectorAll("a[href*='colab.research.google.com']"),
                       a => a.href),
+    downloads: Array.from(document.querySelectorAll("a.btn-download-source-button"),
+                          a => a.href).filter(href => href.endsWith(".ipynb")),
 })"""
+
+
+def site_file_url() -> str:
+    """The built site opened from disk, as a reader who double-clicks index.html."""
+    return SITE.as_uri() + "/"
 
 
 def site_pages() -> list[str]:

@@ -1,7 +1,11 @@
 """The in-browser convolution explorer (``explorer.md``, ``_static/explorer/``) in
 headless Chromium: its arithmetic against ``F.conv2d``, its kernels against
 ``utils.kernels``, and its controls driven as a reader would (a preset, the stride, a
-file upload, the keyboard). Its update time is measured by
+file upload, the keyboard, a click). Every browser test runs twice: on the site served
+over http and on the site opened from disk (``file://``), where a page may not read
+back an image file it drew on a canvas; the sample images are therefore embedded
+(``samples.js``). The page's "Things to try" are checked against what it shows, and
+input and output are drawn at the same pixel scale. Its update time is measured by
 ``benchmarks/explorer_bench.py``, not here.
 """
 
@@ -14,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from browser_site import REPO_ROOT, PageVisit
+from browser_site import REPO_ROOT, PageVisit, site_file_url
 from explorer_cases import CASES_FILE, make_cases
 from PIL import Image
 
@@ -37,9 +41,15 @@ def reference(case: dict) -> np.ndarray:
     return out[0, 0].numpy()
 
 
+@pytest.fixture(scope="module", params=["http", "file"])
+def base_url(request, site_url) -> str:
+    """The site over http, or opened from disk (``file://``)."""
+    return site_url if request.param == "http" else site_file_url()
+
+
 @pytest.fixture(scope="module")
-def explorer(browser, site_url):
-    visit = PageVisit(browser, site_url + EXPLORER_PAGE)
+def explorer(browser, base_url):
+    visit = PageVisit(browser, base_url + EXPLORER_PAGE)
     visit.page.wait_for_function(
         "() => window.courseExplorer && window.courseExplorer.explorers.length === 1")
     visit.page.locator("[data-course-explorer] figcaption").first.wait_for()
@@ -145,8 +155,8 @@ def grid_values(page, root) -> np.ndarray:
     return np.array(values).reshape(size, size)
 
 
-def test_controls_preset_stride_upload_and_keyboard(browser, site_url, tmp_path):
-    visit = PageVisit(browser, site_url + EXPLORER_PAGE)
+def test_controls_preset_stride_upload_and_keyboard(browser, base_url, tmp_path):
+    visit = PageVisit(browser, base_url + EXPLORER_PAGE)
     try:
         page = visit.page
         root = page.locator("[data-course-explorer]")
@@ -208,11 +218,131 @@ def test_every_control_has_a_label(explorer):
     assert unlabelled == []
 
 
-def test_assets_are_the_generated_ones():
+def test_samples_are_the_generated_ones():
     from repo_scripts import load_script
 
     assets = load_script("scripts/make_explorer_assets.py")
-    for name, pixels in assets.sample_images().items():
-        committed = np.asarray(Image.open(REPO_ROOT / "_static" / "explorer" /
-                                          f"{name}.png"))
-        assert np.array_equal(committed, pixels), name
+    committed = (REPO_ROOT / "_static" / "explorer" / "samples.js").read_text()
+    assert committed == assets.samples_script(assets.sample_images()), (
+        "run scripts/make_explorer_assets.py")
+
+
+def choose(root, label: str, value: str) -> None:
+    """Set a select or number field as a reader does (the explorer listens to change)."""
+    field = root.get_by_label(label, exact=True)
+    if field.evaluate("el => el.tagName") == "SELECT":
+        field.select_option(value)
+    else:
+        field.fill(value)
+        field.dispatch_event("change")
+
+
+def shown(page) -> dict:
+    """What the explorer shows: sizes, CSS widths of the panels, the feature map."""
+    return page.evaluate("""() => {
+        const e = window.courseExplorer.explorers[0];
+        const css = c => c.getBoundingClientRect().width;
+        return {input: [e.padded.height, e.padded.width, css(e.inputCanvas)],
+                output: [e.result.height, e.result.width, css(e.outputCanvas)],
+                values: Array.from(e.result.data), message: e.message.textContent};
+    }""")
+
+
+@pytest.mark.parametrize("name, size, channel", [("digit", (28, 28), 0),
+                                                  ("cat", (128, 128), None)])
+def test_sample_images_load_and_match_the_course_data(explorer, name, size, channel):
+    """The embedded samples are the course's images: the explorer's box blur of each
+    equals F.conv2d on utils.data's pixels (grey weights 0.299, 0.587, 0.114)."""
+    from repo_scripts import load_script
+
+    page = explorer.page
+    root = page.locator("[data-course-explorer]")
+    choose(root, "Image", name)
+    choose(root, "Preset", "box")
+    choose(root, "Stride", "1")
+    choose(root, "Padding", "1")
+    choose(root, "Padding values", "zeros")
+    choose(root, "Dilation", "1")
+    caption = root.locator("figcaption").first.inner_text()
+    assert f"{size[0]} × {size[1]} pixels" in caption, caption
+    pixels = load_script("scripts/make_explorer_assets.py").sample_images()[name]
+    values = pixels.astype(np.float64) / 255
+    grey = values if values.ndim == 2 else values @ np.array([0.299, 0.587, 0.114])
+    expected = F.conv2d(torch.from_numpy(grey)[None, None],
+                        kernels.box(3).double()[None, None], padding=1)[0, 0].numpy()
+    got = shown(page)
+    assert got["message"] == ""
+    np.testing.assert_allclose(np.array(got["values"]).reshape(expected.shape), expected,
+                               atol=1e-9)
+    assert explorer.console_errors == [], explorer.console_errors
+    choose(root, "Image", "rectangle")
+
+
+def test_things_to_try_match_what_the_page_shows(explorer):
+    """explorer.md's "Things to try" 2 and 3, on the explorer's defaults (padding 1)."""
+    page = explorer.page
+    root = page.locator("[data-course-explorer]")
+    text = (REPO_ROOT / "explorer.md").read_text()
+    choose(root, "Image", "rectangle")
+    choose(root, "Preset", "sobel_x")
+    choose(root, "Padding", "1")
+    choose(root, "Dilation", "1")
+    choose(root, "Stride", "2")
+    assert shown(page)["output"][:2] == [20, 28] and "20 × 28" in text
+    choose(root, "Stride", "1")
+    assert shown(page)["output"][:2] == [40, 56] and "40 × 56" in text
+    choose(root, "Dilation", "2")
+    assert shown(page)["output"][:2] == [38, 54] and "(38 × 54)" in text
+    choose(root, "Dilation", "1")
+
+    def blurred(image: str, mode: str) -> np.ndarray:
+        choose(root, "Image", image)
+        choose(root, "Preset", "box")
+        choose(root, "Padding values", mode)
+        got = shown(page)
+        return np.array(got["values"]).reshape(got["output"][:2])
+
+    cat_zeros, cat_reflect = blurred("cat", "zeros"), blurred("cat", "reflect")
+    inner = (slice(1, -1), slice(1, -1))
+    assert np.allclose(cat_zeros[inner], cat_reflect[inner])
+    assert (cat_zeros[0] < cat_reflect[0] - 1e-9).mean() > 0.9, (
+        "zero padding should darken the cat's border row")
+    assert "on the cat" in text and "darken the border" in text
+    np.testing.assert_array_equal(blurred("rectangle", "zeros"),
+                                  blurred("rectangle", "reflect"))
+    assert "same output there? (Its border is black.)" in text
+    choose(root, "Padding values", "zeros")
+    choose(root, "Preset", "sobel_x")
+
+
+def test_input_and_output_share_one_pixel_scale(explorer):
+    page = explorer.page
+    root = page.locator("[data-course-explorer]")
+    choose(root, "Image", "rectangle")
+    choose(root, "Padding", "1")
+    for stride, expected in (("1", (40, 56)), ("2", (20, 28))):
+        choose(root, "Stride", stride)
+        got = shown(page)
+        assert got["output"][:2] == list(expected)
+        per_input_pixel = got["input"][2] / got["input"][1]
+        per_output_value = got["output"][2] / got["output"][1]
+        assert abs(per_input_pixel - per_output_value) < 0.02, got
+    # stride 2: the map is drawn half as wide as the (unpadded) input
+    assert abs(got["output"][2] - got["input"][2] * 56 / 58 / 2) < 1.0
+    choose(root, "Stride", "1")
+
+
+def test_click_selects_an_output_pixel(explorer):
+    """Pointer events: a click (or a tap) selects the output pixel under it."""
+    page = explorer.page
+    root = page.locator("[data-course-explorer]")
+    choose(root, "Image", "rectangle")
+    choose(root, "Stride", "1")
+    output = root.locator("canvas[tabindex='0']")
+    output.scroll_into_view_if_needed()
+    box = output.bounding_box()
+    # the middle of output pixel (row 10, column 14): the rectangle's corner
+    page.mouse.click(box["x"] + (14.5 / 56) * box["width"],
+                     box["y"] + (10.5 / 40) * box["height"])
+    caption = root.locator(".cx-details caption").inner_text()
+    assert "Output (10, 14)" in caption, caption

@@ -338,6 +338,9 @@
   }
 
   const MAX_SIDE = 512;
+  // The padded input's longer side takes this many CSS pixels; the other panels use the
+  // same pixels per value.
+  const PANEL_PIXELS = 256;
 
   /** RGB pixels of a decoded image -> grey (ITU-R 601 weights, as chapter 2) and the
    * three channels, all in [0, 1]. Images larger than MAX_SIDE are scaled down. */
@@ -373,6 +376,40 @@
       element.onerror = () => reject(new Error("could not load " + url));
       element.src = url;
     });
+  }
+
+  /** A sample image embedded by samples.js (scripts/make_explorer_assets.py): raw
+   * uint8 pixels in base64, so no image file is read and the page works from file://
+   * (where reading a canvas drawn from a file throws "tainted by cross-origin data"). */
+  function sampleImage(name) {
+    const samples = window.courseExplorerSamples || {};
+    const sample = samples[name];
+    if (!sample) {
+      throw new Error("the sample image '" + name + "' is missing (samples.js)");
+    }
+    const bytes = atob(sample.pixels);
+    const n = sample.height * sample.width;
+    if (bytes.length !== n * sample.channels) {
+      throw new Error("the sample image '" + name + "' has " + bytes.length +
+        " bytes, expected " + n * sample.channels);
+    }
+    const red = new Float64Array(n);
+    const green = new Float64Array(n);
+    const blue = new Float64Array(n);
+    const grey = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      if (sample.channels === 1) {
+        grey[i] = bytes.charCodeAt(i) / 255;
+        red[i] = green[i] = blue[i] = grey[i];
+      } else {
+        red[i] = bytes.charCodeAt(3 * i) / 255;
+        green[i] = bytes.charCodeAt(3 * i + 1) / 255;
+        blue[i] = bytes.charCodeAt(3 * i + 2) / 255;
+        grey[i] = 0.299 * red[i] + 0.587 * green[i] + 0.114 * blue[i];
+      }
+    }
+    return { height: sample.height, width: sample.width,
+      channels: { grey: grey, red: red, green: green, blue: blue } };
   }
 
   // ------------------------------------------------------------------ widget
@@ -418,7 +455,6 @@
       counter += 1;
       this.root = root;
       this.prefix = "cx" + counter + "-";
-      this.assets = root.getAttribute("data-assets") || "_static/explorer/";
       this.state = {
         source: "rectangle", channel: "grey", size: 3, preset: "sobel_x", angle: 0,
         stride: 1, padding: 1, paddingMode: "zeros", dilation: 1, selected: [0, 0],
@@ -562,13 +598,19 @@
         if (file) this.loadFile(file);
       });
       const out = this.outputCanvas;
-      out.addEventListener("mousemove", (event) => {
+      // pointer events: mouse hover, a click or a tap on touch screens
+      const pick = (event) => {
         const box = out.getBoundingClientRect();
         const result = this.result;
         if (!result) return;
         const j = Math.floor(((event.clientX - box.left) / box.width) * result.width);
         const i = Math.floor(((event.clientY - box.top) / box.height) * result.height);
         this.select(i, j);
+      };
+      out.addEventListener("pointermove", pick);
+      out.addEventListener("pointerdown", (event) => {
+        pick(event);
+        out.focus();
       });
       out.addEventListener("keydown", (event) => {
         const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1],
@@ -622,7 +664,7 @@
     async setSource(name) {
       try {
         if (!this.images[name]) {
-          this.images[name] = await loadImage(this.assets + name + ".png");
+          this.images[name] = sampleImage(name);
         }
         this.state.source = name;
         this.controls.source.value = name;
@@ -638,15 +680,19 @@
           (file.type || "an unknown type") + ".";
         return;
       }
-      const url = URL.createObjectURL(file);
-      loadImage(url).then((image) => {
-        URL.revokeObjectURL(url);
+      // a data: URL, not a blob: URL, so that the canvas stays readable from file://
+      const reader = new FileReader();
+      reader.onload = () => loadImage(reader.result).then((image) => {
         this.images.upload = image;
         this.uploadName = file.name;
         this.setSource("upload");
       }).catch(() => {
         this.message.textContent = "Could not read " + file.name + " as an image.";
       });
+      reader.onerror = () => {
+        this.message.textContent = "Could not read " + file.name + ".";
+      };
+      reader.readAsDataURL(file);
     }
 
     /** Replace the input with a plain nested array (used by tests and for experiments). */
@@ -697,6 +743,10 @@
         return performance.now() - start;
       }
       this.result = result;
+      // one scale for every panel: one input pixel and one output value take the same
+      // room on screen, so stride shrinks the map and padding shows as a rim
+      const paddedSide = Math.max(channel.height, channel.width) + 2 * s.padding;
+      this.scale = PANEL_PIXELS / paddedSide;
       this.drawInput(channel);
       this.drawOutput(result);
       this.drawMagnitude(channel, options);
@@ -711,6 +761,7 @@
       const padded = s.padding > 0 ? pad(channel, s.padding, s.paddingMode) : channel;
       this.padded = padded;
       paint(this.inputCanvas, padded, GREYS, [0, 1]);
+      this.sizeCanvas(this.inputCanvas);
       const name = s.source === "upload" ? (this.uploadName || "your image") :
         this.controls.source.selectedOptions[0].textContent;
       const channelName = this.controls.channel.selectedOptions[0].textContent;
@@ -724,10 +775,12 @@
       const [low, high] = extent(result);
       const limit = Math.max(Math.abs(low), Math.abs(high)) || 1;
       paint(this.outputCanvas, result, SIGNED, [-limit, limit]);
+      this.sizeCanvas(this.outputCanvas);
       this.drawColourbar(this.colourbar, RDBU_R, -limit, limit);
       this.outputCaption.textContent = "Feature map: " + result.height + " \u00d7 " +
         result.width + ", values from " + format(low) + " to " + format(high) +
-        " (red positive, blue negative, white 0). Hover, or focus it and use the arrow keys.";
+        " (red positive, blue negative, white 0), drawn at the input's scale. Hover or " +
+        "tap it, or focus it and use the arrow keys.";
       this.outputCanvas.setAttribute("aria-label", "Feature map, " + result.height + " by " +
         result.width + ". Use the arrow keys to step through its pixels.");
     }
@@ -746,10 +799,16 @@
       const matrix = { data: magnitude, height: gx.height, width: gx.width };
       const high = extent(matrix)[1] || 1;
       paint(this.magnitudeCanvas, matrix, SEQUENTIAL, [0, high]);
+      this.sizeCanvas(this.magnitudeCanvas);
       this.drawColourbar(this.magnitudeBar, VIRIDIS, 0, high);
       this.magnitudeCaption.textContent = "Gradient magnitude \u221a(gx\u00b2 + gy\u00b2) " +
         "of the Sobel pair, from 0 to " + format(high) + ".";
       this.magnitudeCanvas.setAttribute("aria-label", this.magnitudeCaption.textContent);
+    }
+
+    /** Draw the canvas at this.scale CSS pixels per value (see update). */
+    sizeCanvas(canvas) {
+      canvas.style.width = (canvas.width * this.scale).toFixed(2) + "px";
     }
 
     drawColourbar(container, stops, low, high) {
