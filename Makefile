@@ -6,7 +6,7 @@
 #   make lab      open the course in JupyterLab, on chapter 0
 #   make colab    rewrite colab/, the notebooks in plain Markdown for Colab (commit it)
 #   make execute  re-execute notebooks in place (authors, after a change)
-#   make student  generate the student versions of the labs into student/
+#   make student  regenerate the committed student versions of the labs (student/)
 #   make bench    run the performance benchmarks
 PYTHON ?= python3
 VENV := .venv
@@ -74,5 +74,6 @@ bench: data
 	$(MAKE) book
 	$(BIN)/python benchmarks/explorer_bench.py
 
+# Only the site build: never student/ (committed) nor a gradebook (nbgrader_work/).
 clean:
-	rm -rf _build student nbgrader_work
+	rm -rf _build
