@@ -118,7 +118,9 @@ def test_fixed_limits_and_their_checks():
     with pytest.raises(ValueError, match="scale='shared'"):
         viz.colour_scales(panels, vmin=-3, vmax=3, scale="panel")
     with pytest.raises(ValueError, match="signed=False"):
-        viz.colour_scales(panels, signed=False)
+        viz.show_feature_maps(torch.from_numpy(panels[0])[None], signed=False)
+    grey = viz.colour_scales(panels, signed=False)[0]  # a picture's undershoot: grey
+    assert (grey.vmin, grey.vmax, grey.signed) == (-1.0, 2.0, False)
     with pytest.raises(ValueError, match="scale must be one of"):
         viz.colour_scales(panels, scale="each")
 

@@ -169,11 +169,12 @@ def colour_scales(panels: Sequence[np.ndarray], *, scale: str = "auto",
                   vmax: float | None = None) -> list[ColourScale]:
     """One ``ColourScale`` per 2-D panel, by the course's colour-scale rule.
 
-    ``signed=None`` decides from the data (any value < 0 → signed);
-    ``signed=False`` with negative values is refused (a sequential map would hide the
-    sign). Signed scales are symmetric, ±m with m the largest |value| (of the panel, or
-    of all panels when shared). ``vmin``/``vmax`` fix a shared scale. ``scale="auto"``
-    shares while max/min of the panels' magnitudes ≤ ``AUTO_SHARED_RATIO``.
+    ``signed=None`` decides from the data (any value < 0 → signed); ``signed=False``
+    gives a sequential scale over the values' range (pictures whose sharpening
+    undershoots below 0 stay grey). Signed scales are symmetric, ±m with m the largest
+    |value| (of the panel, or of all panels when shared). ``vmin``/``vmax`` fix a
+    shared scale. ``scale="auto"`` shares while max/min of the panels' magnitudes
+    ≤ ``AUTO_SHARED_RATIO``.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -183,12 +184,8 @@ def colour_scales(panels: Sequence[np.ndarray], *, scale: str = "auto",
         if not isinstance(panel, np.ndarray) or panel.ndim != 2:
             shape = getattr(panel, "shape", type(panel).__name__)
             raise ValueError(f"panel {number} must be a 2-D array, got {shape}")
-    negative = any(float(p.min()) < 0 for p in panels)
     if signed is None:
-        signed = negative
-    elif not signed and negative:
-        raise ValueError("signed=False but the panels hold negative values: use "
-                         "signed=True (a diverging map centred on 0)")
+        signed = any(float(p.min()) < 0 for p in panels)
     if (vmin is None) != (vmax is None):
         raise ValueError("give both vmin and vmax, or neither")
     if vmin is not None:
@@ -305,11 +302,12 @@ def image_grid(
     extra = 0.6 if colorbar and scales and shared else 0.0
     bar_factor = 1.25 if per_panel_bars else 1.0  # room for a colour bar per panel
     size = min(panel_size, (MAX_FIGURE_WIDTH - extra) / (ncols * bar_factor))
-    title_room = 0.45 if titles is not None or per_panel_bars else 0.15
+    title_lines = (titles is not None) + bool(per_panel_bars)  # name, stated scale
+    title_room = 0.1 + 0.2 * title_lines
     fig, axes = plt.subplots(
         nrows, ncols, squeeze=False, layout="constrained",
         figsize=(size * bar_factor * ncols + extra,
-                 (size + title_room) * nrows + (0.5 if title else 0)),
+                 (size + title_room) * nrows + (0.4 if title else 0)),
     )
     mappable = None
     for i, ax in enumerate(axes.flat):
@@ -372,6 +370,9 @@ def show_feature_maps(
         panels = [m.detach().cpu().numpy() for m in maps]
     else:
         panels = _as_panels(maps, "maps")
+    if signed is False and any(float(p.min()) < 0 for p in panels):
+        raise ValueError("signed=False but the maps hold negative values: use "
+                         "signed=True or None (a diverging map centred on 0)")
     return image_grid(panels, titles=titles, ncols=ncols, title=title, signed=signed,
                       colorbar=colorbar, panel_size=panel_size, scale=scale,
                       colorbar_label="activation")
