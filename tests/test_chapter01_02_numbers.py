@@ -630,3 +630,72 @@ def test_blur_exercise(rectangle, size, intermediate, ramp, peak):
     assert sobel.max() == pytest.approx(peak) == 4 * 2 / size
     assert int((sobel[20] > 1e-9).sum()) == size + 1
     assert round(8 / 3, 2) == 2.67
+
+
+def test_channel_strengths_of_the_six_kernel_layer():
+    """Chapter 2: 'the derivative channels reach about 4, the Gaussian channel stays
+    below 1', so a shared scale would wash the Gaussian channel out."""
+    digit = data.load_mnist(train=False).data[0].numpy().astype(float) / 255
+    stack = {"Sobel x": SOBEL_X, "Sobel y": SOBEL_X.T, "Prewitt x": PREWITT_X,
+             "Laplacian 4": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+             "Gaussian 3×3": np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16,
+             "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]])}
+    largest = {name: np.abs(correlate_same(digit, kernel)).max()
+               for name, kernel in stack.items()}
+    assert round(largest["Sobel x"], 2) == round(largest["Sobel y"], 2) == 3.98
+    assert round(largest["Gaussian 3×3"], 2) == 0.95 < 1
+    assert largest["Gaussian 3×3"] < largest["Sobel x"] / 3  # > the 2× rule of utils.viz
+
+
+def _cat_grey() -> np.ndarray:
+    weights = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+    return (data.sample_image("chelsea", size=128) * weights).sum(0).double().numpy()
+
+
+def test_orientation_energy_is_smooth_and_peaks_where_the_text_says():
+    """Chapter 2's orientation-energy maps, recomputed with OpenCV's Gabor kernels (in
+    both phases; OpenCV's 180° rotation flips the sine phase's sign, which the energy
+    squares away) and SciPy's reflect-101 correlation."""
+    grey = _cat_grey()
+    sigma, lambd, gamma, size = 4.0, 10.0, 0.5, 49
+    even_maps, odd_maps = [], []
+    for i in range(8):
+        theta = i * math.pi / 8
+        for psi, maps in ((0.0, even_maps), (math.pi / 2, odd_maps)):
+            kernel = cv2.getGaborKernel((size, size), sigma, theta, lambd, gamma, psi,
+                                        ktype=cv2.CV_64F)
+            maps.append(correlate_reflect_101(grey, kernel - kernel.mean()))
+    even, odd = np.stack(even_maps), np.stack(odd_maps)
+    energy = np.sqrt(even**2 + odd**2)
+    laplacian4 = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float)
+
+    def roughness(maps):
+        valid = [scipy.signal.correlate2d(m, laplacian4, mode="valid") for m in maps]
+        return np.abs(valid).mean() / maps.mean()
+
+    assert round(roughness(np.abs(even)), 2) == 0.45
+    assert round(roughness(energy), 2) == 0.06
+    peaks = [divmod(int(m.argmax()), m.shape[1]) for m in energy]
+    assert peaks[0] == (55, 58)  # 0°: vertical stripes, between the eyes
+    assert peaks[4] == (36, 35)  # 90°: horizontal stripes, over the left eye
+    # the same maps as the chapter's PyTorch layer (reflect padding by 24)
+    bank = kernels.gabor_bank(size, sigma, lambd, n_orientations=8, gamma=gamma,
+                              psi=0.0).double()
+    bank = bank - bank.mean(dim=(1, 2), keepdim=True)
+    padded = F.pad(torch.from_numpy(grey)[None, None], (24,) * 4, mode="reflect")
+    ours = F.conv2d(padded, bank[:, None])[0].numpy()
+    np.testing.assert_allclose(ours, even, atol=1e-5)  # the bank is float32
+
+
+def test_border_difference_counts_by_distance():
+    grey = _cat_grey().astype(np.float32)
+    box = kernels.box(3)
+    opencv = cv2.filter2D(grey, cv2.CV_32F, box.numpy())
+    zero = F.conv2d(torch.from_numpy(grey)[None, None], box[None, None],
+                    padding=1)[0, 0].numpy()
+    difference = np.abs(opencv - zero)
+    rows, cols = np.indices(difference.shape)
+    distance = np.minimum.reduce([rows, cols, rows[::-1], cols[:, ::-1]])
+    counts = [int((difference[distance == d] > 1e-6).sum()) for d in range(8)]
+    assert counts == [508, 0, 0, 0, 0, 0, 0, 0]
+    assert round(float(difference.max()), 2) == 0.36
