@@ -272,7 +272,7 @@ def test_where_equivariance_breaks():
 
     assert max(gap(lambda x: conv(x, 1), s, 1, 4) for s in (1, 2)) < 1e-12
     for layer in (lambda x: conv(x, 2), pool):
-        assert gap(layer, 2, 2, 4) < 1e-12 and gap(layer, 1, 2, 4) > 0.05
+        assert gap(layer, 2, 2, 4) < 1e-12 and 0.2 < gap(layer, 1, 2, 4) < 0.4  # 1/4 to 1/3
     assert min(gap(lambda x: conv(x, 1), s, 1, 0) for s in (1, 2)) > 0.05
     # exercise ch1-stride-3-shifts: only the multiples of 3
     assert [s for s in range(1, 7) if gap(lambda x: conv(x, 3)[:21, :21], s, 3, 4) < 1e-12] \
