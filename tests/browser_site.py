@@ -17,6 +17,7 @@ which makes that a failure.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import http.server
 import os
@@ -54,6 +55,7 @@ SCREENSHOT_PAGES = {
 }
 ANIMATION_PAGE = "chapters/01_convolution_operation.html"
 TIMEOUT_MS = 30_000
+FILE_IDLE_MS = 3_000
 
 
 def browser_required() -> bool:
@@ -179,7 +181,15 @@ class PageVisit:
         self.page.on("requestfailed", self._request_failed)
         self.page.on("response", self._response)
         self.page.goto(url, wait_until="load")
-        self.page.wait_for_load_state("networkidle")
+        if url.startswith("file:"):
+            from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+            # Chromium does not always report "networkidle" for pages read from disk
+            # (nothing is pending); give late scripts (MathJax) a moment instead.
+            with contextlib.suppress(PlaywrightTimeoutError):
+                self.page.wait_for_load_state("networkidle", timeout=FILE_IDLE_MS)
+        else:
+            self.page.wait_for_load_state("networkidle")
 
     def _route(self, route) -> None:
         if is_local(route.request.url):
