@@ -294,3 +294,9 @@ def test_animation_html_density_is_checked():
     single = interactive.animation_html(animation, density=1)
     assert {size[0] for size in _frame_sizes(single)} == {
         round(animation._fig.get_figwidth() * 40)}
+
+
+def test_gaussian_explorer_kernel_is_sequential_from_zero():
+    fig = interactive.kernel_explorer_figure(PHOTO, "gaussian", sigma=2)
+    kernel_image = fig.axes[0].images[0]
+    assert kernel_image.get_cmap().name == "viridis" and kernel_image.get_clim()[0] == 0

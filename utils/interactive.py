@@ -385,7 +385,8 @@ def _explorer_figure(dpi: int) -> tuple[Figure, list]:
 
 
 def _draw_explorer(fig: Figure, axes, image, family, params, limit) -> None:
-    """Draw one frame: the kernel (diverging, ±its largest weight) and the filtered
+    """Draw one frame: the kernel (diverging, ±its largest weight; sequential from 0
+    for the Gaussian, whose weights are ≥ 0) and the filtered
     image (diverging on one ±limit scale for all frames; grey 0–1 for the Gaussian
     blur), each with its own colour bar."""
     kernel, response = _explorer_panels(image, family, params)
@@ -394,8 +395,12 @@ def _draw_explorer(fig: Figure, axes, image, family, params, limit) -> None:
     for ax in (axes[0], axes[2]):
         ax.set_axis_off()
     k_limit = float(np.abs(kernel).max()) or 1.0
-    kernel_image = axes[0].imshow(kernel, cmap="RdBu_r", vmin=-k_limit, vmax=k_limit,
-                                  interpolation="nearest")
+    if family == "gaussian":  # weights ≥ 0: a sequential map from 0
+        kernel_image = axes[0].imshow(kernel, cmap="viridis", vmin=0, vmax=k_limit,
+                                      interpolation="nearest")
+    else:  # signed weights: diverging, centred on 0
+        kernel_image = axes[0].imshow(kernel, cmap="RdBu_r", vmin=-k_limit,
+                                      vmax=k_limit, interpolation="nearest")
     size = kernel.shape[0]
     axes[0].set_title(f"kernel {size}×{size}", fontsize=FONT_PT + 1)
     if family == "gaussian":
