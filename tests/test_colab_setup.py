@@ -3,7 +3,8 @@
 Every notebook starts with ``scripts/nbtemplate.SETUP_CELL``: where ``utils`` is not
 importable it clones the course (``COURSE_REPO``), pip-installs
 ``requirements-colab.txt`` and puts the clone on ``sys.path``, leaving the
-preinstalled torch/torchvision alone. This test runs real notebooks through that path,
+preinstalled torch/torchvision alone. This test runs real notebooks, the copies that
+the website's Colab button opens (``colab/``, plain Markdown), through that path,
 offline, in an environment that looks like Colab:
 
 * **Colab's packages.** A separate virtual environment, outside the repository, holds
@@ -71,7 +72,9 @@ COLAB_PACKAGES = (
 )
 # Colab lacks these; the set-up cell must install them from requirements-colab.txt.
 EXPECTED_NEW = ("scikit-image", "ipywidgets")
-NOTEBOOKS = ("chapters/00_getting_started.ipynb", "chapters/02_classic_kernels.ipynb")
+# The copies that the website's Colab button opens (scripts/make_colab.py)
+NOTEBOOKS = ("colab/chapters/00_getting_started.ipynb",
+             "colab/chapters/02_classic_kernels.ipynb")
 PROTECTED = ("torch", "torchvision")
 CLONE_NAME = "cnn-kernels-course"  # the folder SETUP_CELL clones into
 PROBE = "COLAB-SIM-PROBE "
