@@ -61,7 +61,8 @@ BROWSER_MODULES = {"test_browser", "test_explorer", "test_accessibility"}
 # Modules that execute notebooks, build environments, or train and ascend at full size
 SLOW_MODULES = {"test_labs", "test_colab_setup", "test_notebook_checks",
                 "test_offline_guard", "test_lab03_04_numbers", "test_chapter05_numbers",
-                "test_chapter06_numbers", "test_chapter07_numbers"}
+                "test_chapter06_numbers", "test_chapter07_numbers",
+                "test_chapter08_numbers"}
 # Unit tests that take seconds each (HTML animations, a full VGG16 on the CPU): they
 # run in `make test`, and `make unit` stays well under a minute without them.
 SLOW_TESTS = {"test_portable_mode_gives_the_same_weights_on_two_simulated_cpus",

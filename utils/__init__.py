@@ -21,6 +21,8 @@ that derives it:
 - ``utils.attribution``: saliency, SmoothGrad, Guided Backpropagation, Grad-CAM and
   Integrated Gradients, and the checks of chapter 7 (deletion, rank correlation,
   cascading randomisation).
+- ``utils.antialias``: shift invariance: binomial blurs, BlurPool, VGG16 with
+  anti-aliased pooling, circular shifts and agreement measures with bootstrap intervals.
 - ``utils.probe``: a linear probe on VGG16's frozen features (the offline classifier
   head), with cached CIFAR-10 features.
 - ``utils.hooks``: capturing feature maps with forward hooks.
