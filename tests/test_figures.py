@@ -202,3 +202,12 @@ def test_site_images_of_notebook_outputs_have_alt_text(page):
     missing = site_images_without_alt(page.read_text(encoding="utf-8"))
     assert not missing, (f"{page.relative_to(SITE)}: {len(missing)} output image(s) "
                          f"without alt text: {missing[:5]}")
+
+
+@pytest.mark.skipif(not SITE_PAGES, reason="the site is not built (_build/html)")
+def test_the_site_check_sees_the_notebook_figures():
+    """The alt check above must not pass because it finds no image at all."""
+    parser = _OutputImages()
+    for page in SITE_PAGES:
+        parser.feed(page.read_text(encoding="utf-8"))
+    assert len(parser.images) >= 50, f"only {len(parser.images)} output images found"
