@@ -8,7 +8,7 @@
 * Every code cell that draws a figure has alt text in its cell metadata
   (``{"mystnb": {"image": {"alt": "..."}}}``), which MyST-NB puts on the site's
   ``<img>``; on the built site (``_build/html``, skipped when absent) every image of a
-  notebook output carries a non-empty ``alt``.
+  notebook output carries a non-empty ``alt`` and its logical width.
 * All notebooks together stay below ``MAX_TOTAL_MB`` (high-density figures cost bytes).
 
 Failures name the notebook and the cell ("Cell N" counts code cells from 0, as nbval).
@@ -186,10 +186,21 @@ def site_images_without_alt(html: str) -> list[str]:
             if not (image.get("alt") or "").strip()]
 
 
+def site_images_without_logical_size(html: str) -> list[str]:
+    """Output images shown at their pixel size: a high-density PNG would appear twice
+    as large (MyST-NB writes the logical size as ``style="width: …px"``)."""
+    parser = _OutputImages()
+    parser.feed(html)
+    return [str(image.get("src", ""))[:80] for image in parser.images
+            if "width" not in (image.get("style") or "") and not image.get("width")]
+
+
 def test_the_site_check_reads_output_images():
     page = ('<div class="cell_output docutils container"><div><img src="a.png" '
-            'alt="A cat."><img src="b.png"></div></div><img src="logo.png">')
+            'alt="A cat." style="width: 300px;"><img src="b.png"></div></div>'
+            '<img src="logo.png">')
     assert site_images_without_alt(page) == ["b.png"]
+    assert site_images_without_logical_size(page) == ["b.png"]
 
 
 SITE_PAGES = sorted(SITE.glob("chapters/*.html")) + sorted(SITE.glob("labs/*.html"))
@@ -199,9 +210,13 @@ SITE_PAGES = sorted(SITE.glob("chapters/*.html")) + sorted(SITE.glob("labs/*.htm
 @pytest.mark.parametrize("page", SITE_PAGES,
                          ids=[page.relative_to(SITE).as_posix() for page in SITE_PAGES])
 def test_site_images_of_notebook_outputs_have_alt_text(page):
-    missing = site_images_without_alt(page.read_text(encoding="utf-8"))
+    html = page.read_text(encoding="utf-8")
+    missing = site_images_without_alt(html)
     assert not missing, (f"{page.relative_to(SITE)}: {len(missing)} output image(s) "
                          f"without alt text: {missing[:5]}")
+    unsized = site_images_without_logical_size(html)
+    assert not unsized, (f"{page.relative_to(SITE)}: {len(unsized)} output image(s) "
+                         f"without their logical width (shown at 2x): {unsized[:5]}")
 
 
 @pytest.mark.skipif(not SITE_PAGES, reason="the site is not built (_build/html)")
