@@ -226,3 +226,30 @@ def test_the_site_check_sees_the_notebook_figures():
     for page in SITE_PAGES:
         parser.feed(page.read_text(encoding="utf-8"))
     assert len(parser.images) >= 50, f"only {len(parser.images)} output images found"
+
+
+def _render(dpi: int, shift: float = 0.0) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    ax = fig.subplots()
+    ax.imshow([[0.0, 1.0], [1.0, 0.0]], cmap="gray")
+    ax.set_title("title", x=0.5 + shift)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def test_the_image_comparison_works_at_the_high_density_resolution():
+    """nbval's picture check (tests/nbval_images.py, RMS ≤ 1.0) at 2 × 100 dpi: the
+    same figure compares equal, a moved title fails, a 100-dpi copy is a size change."""
+    from nbval_images import DEFAULT_TOLERANCE, image_difference
+
+    retina = _render(200)
+    assert image_difference(retina, _render(200)) == ("rms", 0.0)
+    kind, rms = image_difference(retina, _render(200, shift=0.2))
+    assert kind == "rms" and rms > DEFAULT_TOLERANCE
+    assert image_difference(_render(100), retina)[0] == "size"
