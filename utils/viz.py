@@ -28,6 +28,11 @@ sharp on high-density screens and keep the width they had at 100 dpi.
    Pass ``scale="shared"`` when equal colours must mean equal values across panels,
    and say so in the prose.
 
+By hand (``plt.subplots``): signed values with
+``ax.imshow(v, cmap=viz.DIVERGING, vmin=-m, vmax=m)`` (or ``norm=CenteredNorm()``) and
+``fig.colorbar(...)``; state a per-panel scale with ``viz.scale_label`` in the title
+("gx  ±1.7"), a shared one on its colour bar's label.
+
 Many faint panels say less than a few large ones: ``strongest_channels`` picks the
 channels to show by a stated rule, and grids are at most ``MAX_FIGURE_WIDTH`` inches
 wide (panels shrink to fit), so text stays legible on a laptop or a phone.
