@@ -209,7 +209,7 @@ SITE_PAGES = sorted(SITE.glob("chapters/*.html")) + sorted(SITE.glob("labs/*.htm
 @pytest.mark.skipif(not SITE_PAGES, reason="the site is not built (_build/html)")
 @pytest.mark.parametrize("page", SITE_PAGES,
                          ids=[page.relative_to(SITE).as_posix() for page in SITE_PAGES])
-def test_site_images_of_notebook_outputs_have_alt_text(page):
+def test_site_output_images_have_alt_text_and_logical_size(page):
     html = page.read_text(encoding="utf-8")
     missing = site_images_without_alt(html)
     assert not missing, (f"{page.relative_to(SITE)}: {len(missing)} output image(s) "
