@@ -105,7 +105,8 @@ def test_nbgrader_metadata_is_valid(lab):
         assert not meta.get("grade"), f"{name}: answers are ungraded code cells"
         assert meta.get("locked") is False and meta.get("schema_version") == 3, name
         assert SOLUTION_REGION.search(cell.source), f"{name}: no solution region"
-        assert "hide-input" in cell.metadata.get("tags", []), f"{name}: not hide-input"
+        assert "hide-input" not in cell.metadata.get("tags", []), (
+            f"{name}: the site shows the student version: its task comment stays visible")
         before = cell.source.split("### BEGIN SOLUTION")[0]
         assert before.strip().startswith("#"), (
             f"{name}: start with a comment saying what to compute")
@@ -371,10 +372,10 @@ def _trial():
                  "lab02-im2col-test": "task 4 asks for F.unfold"}, ()),
         },
         "lab03_tinycnn": {
-            "partial": ({"lab03-kernels": STUB, "lab03-maps": STUB,
-                         "lab03-correlation": STUB},
-                        {"lab03-kernels-test": 1, "lab03-maps-test": 1,
-                         "lab03-correlation-test": 3}, {}, ()),
+            "partial": ({"lab03-train": STUB, "lab03-kernels": STUB, "lab03-maps": STUB,
+                         "lab03-correlation": STUB},  # no training: the cheapest partial
+                        {"lab03-train-test": 2, "lab03-kernels-test": 1,
+                         "lab03-maps-test": 1, "lab03-correlation-test": 3}, {}, ()),
             "cheat": ({"lab03-params": _code("""
                 def count_parameters(model):
                     return 20490
@@ -672,7 +673,7 @@ def guide_course(tmp_path_factory, student_dir):
     def run(step, line, cwd, env_home):
         command = line.replace("/srv/nbgrader/exchange", str(exchange))
         if command.startswith("cd "):
-            return Path(os.path.expanduser(command[3:].strip()).replace("~", str(env_home)))
+            return Path(command[3:].strip().replace("~", str(env_home), 1))
         env = {**base_env, "HOME": str(env_home)}
         done = subprocess.run(["bash", "-c", command], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=600)
