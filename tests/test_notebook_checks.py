@@ -62,12 +62,16 @@ def _jshtml(frames: int = 3) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
-    fig, ax = plt.subplots(figsize=(1.2, 1.2))
-    image = ax.imshow(np.eye(4), vmin=0, vmax=1)
-    animation = FuncAnimation(
-        fig, lambda i: image.set_data(np.roll(np.eye(4), i, axis=1)), frames=frames)
-    html = animation.to_jshtml()
-    plt.close(fig)
+    from utils import viz
+
+    # in the course's figure style, as the notebook's kernel draws it (utils imported)
+    with matplotlib.rc_context(viz.STYLE):
+        fig, ax = plt.subplots(figsize=(1.2, 1.2))
+        image = ax.imshow(np.eye(4), vmin=0, vmax=1)
+        animation = FuncAnimation(
+            fig, lambda i: image.set_data(np.roll(np.eye(4), i, axis=1)), frames=frames)
+        html = animation.to_jshtml()
+        plt.close(fig)
     return html
 
 
