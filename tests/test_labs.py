@@ -451,6 +451,44 @@ def _trial():
                 {"lab04-hook-test": "task 1 asks you to register",
                  "lab04-pooling-test": "task 3 asks you to pool by reshaping"}, ()),
         },
+        "lab05_attribution": {
+            "cheat": ({"lab05-randomise": _code("""
+                def randomise_from_top(model, layer_names, seed):
+                    generator = torch.Generator().manual_seed(0)  # ignores seed
+                    current = copy.deepcopy(model)
+                    networks = []
+                    with torch.no_grad():
+                        for name in layer_names:
+                            layer = getattr(current, name)
+                            std = layer.weight.double().std()
+                            layer.weight.copy_(torch.randn(
+                                layer.weight.shape, generator=generator,
+                                dtype=torch.float64) * std)
+                            layer.bias.zero_()
+                            networks.append(copy.deepcopy(current))
+                    return networks
+
+
+                randomised = randomise_from_top(model, ["fc", "conv2", "conv1"], seed=0)
+                """)}, {"lab05-randomise-test": 3}, {}, ("lab05-randomise-test",)),
+            "warn": ({"lab05-spearman": _code("""
+                def spearman_rho(a, b):
+                    torch.tensor(a)  # copy-constructing a tensor: UserWarning
+                    ranks_a = scipy.stats.rankdata(a.detach().flatten().double().numpy())
+                    ranks_b = scipy.stats.rankdata(b.detach().flatten().double().numpy())
+                    ranks_a = ranks_a - ranks_a.mean()
+                    ranks_b = ranks_b - ranks_b.mean()
+                    denominator = np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum())
+                    if not denominator:
+                        return float("nan")
+                    return float((ranks_a * ranks_b).sum() / denominator)
+                """)}, {}, {"lab05-spearman-test": "UserWarning"}, ()),
+            "delegate": ({"lab05-spearman": _code("""
+                def spearman_rho(a, b):
+                    return attribution.spearman(a, b)
+                """)}, {"lab05-spearman-test": 2},
+                {"lab05-spearman-test": "asks you to write it yourself"}, ()),
+        },
     }
 
 
@@ -488,8 +526,8 @@ def _plan(lab: Path, student: str, trial: dict):
         return {}, {}, {}, ()
     if student == "blank":
         return _generic_plan(lab, "blank")
-    if lab.stem in trial:
-        return trial[lab.stem].get(student)
+    if student in trial.get(lab.stem, {}):
+        return trial[lab.stem][student]
     return _generic_plan(lab, student) if student == "partial" else None
 
 
