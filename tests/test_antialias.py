@@ -152,6 +152,20 @@ def test_blurpool_repr_and_kernel_is_copied():
 # ------------------------------------------------------------------ MaxBlurPool
 
 
+@settings(max_examples=30, deadline=None)
+@given(height=st.integers(2, 12), width=st.integers(2, 12), seed=st.integers(0, 99))
+def test_dense_max_is_max_pool_with_stride_one(height, width, seed):
+    x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(antialias.DenseMax2d()(x), F.max_pool2d(x, 2, 1))
+
+
+def test_dense_max_validates():
+    with pytest.raises(ValueError, match="at least 2×2"):
+        antialias.DenseMax2d()(torch.zeros(1, 1, 1, 5))
+    with pytest.raises(ValueError, match="4-D tensor"):
+        antialias.DenseMax2d()(torch.zeros(5, 5))
+
+
 @pytest.mark.parametrize("mode", ["reflect", "circular"])
 def test_max_blur_pool_with_identity_kernel_is_max_pool(mode):
     generator = torch.Generator().manual_seed(1)

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import validate
 
-__all__ = ["binomial_1d", "binomial_kernel", "BlurPool2d", "max_blur_pool",
+__all__ = ["binomial_1d", "binomial_kernel", "BlurPool2d", "DenseMax2d", "max_blur_pool",
            "circular_padding", "antialias_vgg16",
            "circular_shifts", "shift_agreement", "bootstrap_ci"]
 
@@ -105,10 +105,27 @@ class BlurPool2d(nn.Module):
         return f"kernel={size}×{size}, stride={self.stride}, {self.padding_mode}"
 
 
+class DenseMax2d(nn.Module):
+    """The 2×2 maximum at every position (stride 1): y[i, j] = max(x[i, j], x[i+1, j],
+    x[i, j+1], x[i+1, j+1]), so an H×W input gives (H − 1)×(W − 1), exactly
+    ``F.max_pool2d(x, 2, 1)``. Computed as two elementwise maxima of shifted views
+    (first along the width, then along the height), which PyTorch runs faster on the
+    CPU than its stride-1 max-pool; the result is identical (a max does not round).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = validate.tensor(x, "x", "NCHW")
+        if min(x.shape[-2:]) < 2:
+            raise ValueError(f"a 2×2 maximum needs maps of at least 2×2 pixels, got "
+                             f"{tuple(x.shape[-2:])}")
+        wide = torch.maximum(x[..., :, :-1], x[..., :, 1:])
+        return torch.maximum(wide[..., :-1, :], wide[..., 1:, :])
+
+
 def max_blur_pool(kernel: torch.Tensor, stride: int = 2,
                   padding_mode: str = "reflect") -> nn.Sequential:
     """Zhang's MaxBlurPool, the anti-aliased ``nn.MaxPool2d(2, stride)``: a 2×2 max
-    with stride 1, then ``BlurPool2d(kernel, stride, padding_mode)``.
+    with stride 1 (``DenseMax2d``), then ``BlurPool2d(kernel, stride, padding_mode)``.
 
     With ``"reflect"`` (Zhang's choice) the dense max drops one row and column, so an
     H×W input gives ⌈(H − 1)/s⌉×⌈(W − 1)/s⌉ (H/2×W/2 for s = 2 and even sizes).
@@ -118,8 +135,7 @@ def max_blur_pool(kernel: torch.Tensor, stride: int = 2,
     """
     padding_mode = _check_mode(padding_mode)
     layers = [nn.CircularPad2d((0, 1, 0, 1))] if padding_mode == "circular" else []
-    return nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2, stride=1),
-                         BlurPool2d(kernel, stride, padding_mode))
+    return nn.Sequential(*layers, DenseMax2d(), BlurPool2d(kernel, stride, padding_mode))
 
 
 def _check_features(features: nn.Sequential) -> None:
