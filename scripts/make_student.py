@@ -104,6 +104,12 @@ c.Autograde.sanitize_preprocessors = [
     ClearOutput, DeduplicateIds, OverwriteKernelspec, QuietOverwriteCells,
     CheckCellMetadata]
 
+# Feedback pages: every figure keeps its alt text (the lab notebooks store it in the
+# cell metadata that the website reads; nbconvert reads it from the output).
+from make_student import AltTextFromCellMetadata  # noqa: E402
+
+c.HTMLExporter.preprocessors = [AltTextFromCellMetadata]
+
 # nbgrader export: one row per student, one column per lab that has submissions
 # (unreleased labs are left out, not reported as 0), ready for an LMS gradebook.
 # nbgrader's own long format: nbgrader export --exporter=nbgrader.plugins.CsvExportPlugin
@@ -233,10 +239,32 @@ def _lms_grades_export():
     return LmsGradesExport
 
 
+def _alt_text_from_cell_metadata():
+    from nbconvert.preprocessors import Preprocessor
+
+    class AltTextFromCellMetadata(Preprocessor):
+        """Copy a figure cell's alt text (``metadata.mystnb.image.alt``, which the
+        website uses) into its image outputs' metadata, where nbconvert's HTML
+        templates look for it, so feedback pages describe every figure too."""
+
+        def preprocess_cell(self, cell, resources, cell_index):
+            alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt")
+            if alt and cell.cell_type == "code":
+                for output in cell.get("outputs", []):
+                    for mime in ("image/png", "image/jpeg"):
+                        if mime in output.get("data", {}):
+                            output.setdefault("metadata", {}).setdefault(mime, {})
+                            output.metadata[mime].setdefault("alt", alt)
+            return cell, resources
+
+    return AltTextFromCellMetadata
+
+
 def __getattr__(name: str):
     # The plugin classes import nbgrader, which is slow: build them on first use.
     factories = {"QuietOverwriteCells": _quiet_overwrite_cells,
-                 "LmsGradesExport": _lms_grades_export}
+                 "LmsGradesExport": _lms_grades_export,
+                 "AltTextFromCellMetadata": _alt_text_from_cell_metadata}
     if name in factories:
         value = factories[name]()
         globals()[name] = value

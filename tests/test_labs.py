@@ -816,6 +816,11 @@ def test_instructor_guide_term_ends_with_the_right_grades(guide_course):
     assert times == {"gus": "2027-03-01 16:45:00 UTC", "fay": "2027-03-01 17:00:00 UTC"}
     feedback = course / "feedback" / osuser / "lab01_filters" / "lab01_filters.html"
     assert feedback.exists()
+    images = re.findall(r"<img\b[^>]*>", feedback.read_text())
+    assert images and all(re.search(r'alt="[^"]{10,}"', tag)
+                          and "No description has been provided" not in tag
+                          for tag in images), (
+        "every figure on a feedback page needs its alt text (AltTextFromCellMetadata)")
     assert list(guide_course["exchange"].rglob("feedback/*.html")), "no feedback released"
     collected = course / "submitted" / osuser / "lab01_filters" / "timestamp.txt"
     assert collected.exists(), "collect keeps the exchange's submission time"
