@@ -365,6 +365,8 @@ def source_count(directive: str) -> int:
 
 def test_jupyterlab_runs_a_chapter_and_renders_its_exercises(browser, jupyterlab,
                                                              chromium_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     exercises, solutions = source_count("exercise"), source_count("solution")
     assert exercises >= 1 and solutions >= 1, f"{LAB_CHAPTER} has no exercise"
     # A Chromium of its own: after the site's tests the shared one holds many pages, and
@@ -387,15 +389,26 @@ def test_jupyterlab_runs_a_chapter_and_renders_its_exercises(browser, jupyterlab
                       "'notebook:clear-all-cell-outputs')")
         page.wait_for_function("""() => [...document.querySelectorAll(
             '.jp-CodeCell .jp-InputPrompt')].every(p => p.textContent.trim() === '[ ]:')""")
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        # Every code cell has run: read the notebook's model, not the rendered prompts
+        # Run All once the kernel is idle; every code cell has run when the notebook's
+        # model has an execution count for each (not the rendered prompts)
         page.wait_for_function("""() => {
+            const notebook = window.jupyterapp.shell.currentWidget;
+            const kernel = notebook && notebook.sessionContext
+                && notebook.sessionContext.session && notebook.sessionContext.session.kernel;
+            return !!kernel && kernel.status === 'idle'; }""", timeout=120_000)
+        all_ran = """() => {
             const notebook = window.jupyterapp.shell.currentWidget;
             if (!notebook || !notebook.content || !notebook.content.widgets) return false;
             const code = notebook.content.widgets.filter(c => c.model.type === 'code');
             return code.length > 0
-                && code.every(c => c.model.executionCount !== null); }""",
-                               timeout=LAB_RUN_TIMEOUT_MS)
+                && code.every(c => c.model.executionCount !== null); }"""
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        try:
+            page.wait_for_function(all_ran, timeout=LAB_RUN_TIMEOUT_MS // 2)
+        except PlaywrightTimeoutError:  # a Run All lost while the kernel connected
+            page.evaluate("() => window.jupyterapp.commands.execute("
+                          "'notebook:run-all-cells')")
+            page.wait_for_function(all_ran, timeout=LAB_RUN_TIMEOUT_MS // 2)
         errors = page.evaluate("""() => [...document.querySelectorAll(
             '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
             .map(e => e.textContent).filter(t => t.includes('Traceback')
